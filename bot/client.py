@@ -1,0 +1,116 @@
+"""The thin Bot subclass: holds the shared resources and loads the cogs. No business logic lives here."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+import aiohttp
+import discord
+from discord import app_commands
+from discord.ext import commands
+
+from bot.clock import Clock
+from bot.config import Settings
+from bot.runtime import default_intents
+
+if TYPE_CHECKING:
+    from storage import Database
+
+log = logging.getLogger(__name__)
+
+# Loaded in this order by `setup_hook`; one cog per user-facing feature.
+INITIAL_EXTENSIONS: tuple[str, ...] = ()
+
+
+class SoraCommandTree(app_commands.CommandTree["SoraBot"]):
+    """One place that turns every app-command error into a short ephemeral answer."""
+
+    async def on_error(
+        self, interaction: discord.Interaction[SoraBot], error: app_commands.AppCommandError
+    ) -> None:
+        if isinstance(error, app_commands.CheckFailure):
+            message = str(error) or "You can't use this command here."
+        elif isinstance(error, app_commands.CommandOnCooldown):
+            message = f"Slow down — try again in {error.retry_after:.0f} s."
+        else:
+            command = interaction.command.qualified_name if interaction.command else "?"
+            log.error("command /%s failed (interaction %s)", command, interaction.id, exc_info=error)
+            message = f"Something went wrong on our side (reference {interaction.id}). Please try again."
+        await send_ephemeral(interaction, message)
+
+
+async def send_ephemeral(interaction: discord.Interaction[Any], message: str) -> None:
+    """Answer ephemerally whether or not the interaction was already acknowledged; never raises."""
+    try:
+        if interaction.response.is_done():
+            await interaction.followup.send(message, ephemeral=True)
+        else:
+            await interaction.response.send_message(message, ephemeral=True)
+    except discord.HTTPException as exc:
+        log.warning("could not send an error message for interaction %s: %s", interaction.id, exc)
+
+
+class SoraBot(commands.Bot):
+    """The bot. Resources are opened by the entry point and injected here."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        session: aiohttp.ClientSession,
+        db: Database | None = None,
+        clock: Clock | None = None,
+        extensions: Sequence[str] = INITIAL_EXTENSIONS,
+        message_content: bool = True,
+        **options: Any,
+    ) -> None:
+        options.setdefault("guild_ready_timeout", 2.0)
+        super().__init__(
+            command_prefix=commands.when_mentioned,
+            intents=default_intents(message_content),
+            allowed_mentions=discord.AllowedMentions.none(),
+            tree_cls=SoraCommandTree,
+            help_command=None,
+            **options,
+        )
+        self.settings = settings
+        self.session = session
+        self.db = db
+        self.clock = clock or Clock()
+        self.initial_extensions = tuple(extensions)
+
+    def __repr__(self) -> str:
+        return f"<SoraBot user={self.user!s}>"
+
+    async def setup_hook(self) -> None:
+        for extension in self.initial_extensions:
+            try:
+                await self.load_extension(extension)
+            except Exception:
+                log.exception("failed to load extension %s", extension)
+                raise
+        await self.sync_commands()
+
+    async def sync_commands(self) -> None:
+        """Sync once per start: to the configured guilds (instant) or globally."""
+        guild_ids = self.settings.discord_guild_ids
+        if guild_ids:
+            for guild_id in guild_ids:
+                guild = discord.Object(id=guild_id)
+                self.tree.copy_global_to(guild=guild)
+                synced = await self.tree.sync(guild=guild)
+                log.info("synced %d commands to guild %s", len(synced), guild_id)
+        else:
+            synced = await self.tree.sync()
+            log.info("synced %d global commands", len(synced))
+
+    async def on_ready(self) -> None:
+        log.info("logged in as %s (%s) in %d guilds", self.user, getattr(self.user, "id", "?"), len(self.guilds))
+
+    def is_bot_owner(self, user_id: int) -> bool:
+        return user_id in self.settings.bot_owner_ids or user_id == self.owner_id
+
+
+__all__ = ["INITIAL_EXTENSIONS", "SoraBot", "SoraCommandTree", "send_ephemeral"]

@@ -1,0 +1,40 @@
+"""One injectable clock, so tests can jump ahead (quota periods, token expiry, stalls) without waiting."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+
+
+class Clock:
+    """Real time. `time()` is epoch seconds; `monotonic()` never goes backwards."""
+
+    def time(self) -> float:
+        return time.time()
+
+    def monotonic(self) -> float:
+        return time.monotonic()
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.time(), UTC)
+
+
+class FakeClock(Clock):
+    """Real time plus an offset that tests move forward with `advance()`."""
+
+    def __init__(self, start: float | None = None) -> None:
+        self._offset = 0.0 if start is None else start - time.time()
+
+    def advance(self, seconds: float) -> None:
+        if seconds < 0:
+            raise ValueError("time only moves forward")
+        self._offset += seconds
+
+    def time(self) -> float:
+        return time.time() + self._offset
+
+    def monotonic(self) -> float:
+        return time.monotonic() + self._offset
+
+
+__all__ = ["Clock", "FakeClock"]

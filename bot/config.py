@@ -1,0 +1,313 @@
+"""Settings: typed, validated once at start, from the environment and a `.env` file.
+
+Every setting is listed with a comment in `.env.example`. A bad value stops the program with one line naming
+the setting (`ConfigError`), never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+Orientation = Literal["landscape", "portrait"]
+SIZE_PATTERN = re.compile(r"^\d{2,5}x\d{2,5}$")
+
+
+class ApiFormat(StrEnum):
+    CHAT = "chat"
+    VIDEOS = "videos"
+    TASK = "task"
+    IMAGES = "images"
+
+
+class ConfigError(Exception):
+    """A setting is missing or invalid; the message is one line naming it."""
+
+
+class ModelSpec(BaseModel):
+    """What one video model accepts and what it costs. Admins add or override these in configuration."""
+
+    model_config = {"frozen": True, "extra": "forbid"}
+
+    name: str
+    label: str | None = None
+    upstream_name: str | None = Field(
+        default=None, description="Name sent to the gateway when it differs from the name members see"
+    )
+    seconds: tuple[int, ...] = (10,)
+    default_seconds: int | None = None
+    sizes: tuple[str, ...] = ("1280x720", "720x1280")
+    default_size: str | None = None
+    reference_images: int = Field(default=1, ge=0, le=8, description="Max reference images; 0 = none")
+    cost: int = Field(default=1, ge=0, description="Credits per video")
+    cost_per_second: int = Field(default=0, ge=0, description="Extra credits per second of video")
+    api_format: ApiFormat | None = Field(default=None, description="Overrides SORA_API_FORMAT for this model")
+
+    @field_validator("seconds")
+    @classmethod
+    def _seconds_positive(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if not value or any(s <= 0 for s in value):
+            raise ValueError("seconds must be a non-empty list of positive integers")
+        return tuple(sorted(set(value)))
+
+    @field_validator("sizes")
+    @classmethod
+    def _sizes_shape(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        if not value:
+            raise ValueError("sizes must not be empty")
+        for size in value:
+            if not SIZE_PATTERN.match(size):
+                raise ValueError(f"size {size!r} is not WIDTHxHEIGHT")
+        return value
+
+    @model_validator(mode="after")
+    def _defaults_allowed(self) -> ModelSpec:
+        if self.default_seconds is not None and self.default_seconds not in self.seconds:
+            raise ValueError(f"default_seconds {self.default_seconds} is not one of {list(self.seconds)}")
+        if self.default_size is not None and self.default_size not in self.sizes:
+            raise ValueError(f"default_size {self.default_size!r} is not one of {list(self.sizes)}")
+        return self
+
+    @property
+    def wire_name(self) -> str:
+        return self.upstream_name or self.name
+
+    @property
+    def seconds_default(self) -> int:
+        return self.default_seconds if self.default_seconds is not None else self.seconds[0]
+
+    @property
+    def size_default(self) -> str:
+        return self.default_size if self.default_size is not None else self.sizes[0]
+
+    def orientations(self) -> tuple[Orientation, ...]:
+        found: list[Orientation] = []
+        for size in self.sizes:
+            orientation = orientation_of(size)
+            if orientation not in found:
+                found.append(orientation)
+        return tuple(found)
+
+    def size_for_orientation(self, orientation: Orientation) -> str | None:
+        if orientation_of(self.size_default) == orientation:
+            return self.size_default
+        return next((s for s in self.sizes if orientation_of(s) == orientation), None)
+
+    def cost_for(self, seconds: int) -> int:
+        return self.cost + self.cost_per_second * seconds
+
+
+def orientation_of(size: str) -> Orientation:
+    width, height = (int(part) for part in size.lower().split("x"))
+    return "portrait" if height > width else "landscape"
+
+
+PORTRAIT_LANDSCAPE = ("1280x720", "720x1280")
+DEFAULT_MODELS: dict[str, dict[str, Any]] = {
+    "sora-2": {
+        "label": "Sora 2",
+        "seconds": (4, 8, 10, 12, 15),
+        "default_seconds": 10,
+        "sizes": PORTRAIT_LANDSCAPE,
+        "cost": 1,
+    },
+    "sora-2-pro": {
+        "label": "Sora 2 Pro",
+        "seconds": (4, 8, 10, 12, 15, 25),
+        "default_seconds": 10,
+        "sizes": (*PORTRAIT_LANDSCAPE, "1792x1024", "1024x1792"),
+        "cost": 5,
+    },
+    "sora-2-hd": {
+        "label": "Sora 2 HD",
+        "seconds": (10, 15),
+        "default_seconds": 10,
+        "sizes": ("1792x1024", "1024x1792"),
+        "cost": 3,
+    },
+    "veo-3.1": {
+        "label": "Veo 3.1",
+        "upstream_name": "veo-3.1-generate-preview",
+        "seconds": (4, 6, 8),
+        "default_seconds": 8,
+        "sizes": (*PORTRAIT_LANDSCAPE, "1920x1080", "1080x1920"),
+        "reference_images": 3,
+        "cost": 4,
+    },
+    "veo-3.1-fast": {
+        "label": "Veo 3.1 Fast",
+        "upstream_name": "veo-3.1-fast-generate-preview",
+        "seconds": (4, 6, 8),
+        "default_seconds": 8,
+        "sizes": (*PORTRAIT_LANDSCAPE, "1920x1080", "1080x1920"),
+        "reference_images": 3,
+        "cost": 2,
+    },
+}
+
+
+def _split_csv(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+CsvInts = Annotated[list[int], NoDecode]
+
+
+class Settings(BaseSettings):
+    """All runtime settings. Environment variables win over `.env`."""
+
+    model_config = SettingsConfigDict(env_file=".env", env_file_encoding="utf-8", extra="ignore")
+
+    # Discord
+    discord_token: SecretStr | None = None
+    discord_api_base: str = "https://discord.com/api/v10"
+    discord_gateway_url: str = "wss://gateway.discord.gg/"
+    discord_guild_ids: CsvInts = Field(default_factory=list)
+    bot_owner_ids: CsvInts = Field(default_factory=list)
+
+    # Upstream gateway
+    sora_base_url: str | None = None
+    sora_api_key: SecretStr | None = None
+    sora_api_format: ApiFormat = ApiFormat.CHAT
+    sora_model: str = "sora-2"
+    sora_models: str | None = Field(default=None, description="JSON object: name -> model fields")
+    sora_models_file: Path | None = None
+
+    # Timeouts and bounds
+    sora_connect_timeout: float = Field(default=10.0, gt=0)
+    sora_stall_timeout: float = Field(default=180.0, gt=0)
+    sora_job_timeout: float = Field(default=3600.0, gt=0)
+    sora_poll_interval: float = Field(default=2.0, gt=0)
+    sora_max_concurrent_jobs: int = Field(default=4, ge=1, le=1000)
+    sora_max_download_mb: int = Field(default=512, ge=1)
+    sora_retry_attempts: int = Field(default=4, ge=0, le=20)
+
+    # Bot behaviour and storage
+    sora_db_path: Path = Path("sora-bot.sqlite3")
+    sora_edit_interval: float = Field(default=1.5, ge=0.2)
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    models: dict[str, ModelSpec] = Field(default_factory=dict, exclude=True)
+
+    @field_validator("discord_guild_ids", "bot_owner_ids", mode="before")
+    @classmethod
+    def _csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("sora_base_url")
+    @classmethod
+    def _base_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        value = value.strip().rstrip("/")
+        if not re.match(r"^https?://[^/\s]+", value):
+            raise ValueError("must start with http:// or https:// and name a host")
+        # Admins often paste the SDK-style base ending in /v1; the clients add /v1 themselves.
+        return value.removesuffix("/v1")
+
+    @field_validator("discord_api_base", "discord_gateway_url")
+    @classmethod
+    def _discord_url(cls, value: str) -> str:
+        value = value.strip()
+        if not re.match(r"^(https?|wss?)://[^/\s]+", value):
+            raise ValueError("must be an http(s):// or ws(s):// URL")
+        return value
+
+    @model_validator(mode="after")
+    def _build_models(self) -> Settings:
+        table = {name: dict(fields) for name, fields in DEFAULT_MODELS.items()}
+        for source_name, overrides in self._model_overrides():
+            if not isinstance(overrides, dict):
+                raise ValueError(f"{source_name} must be an object of model name -> fields")
+            for name, fields in overrides.items():
+                if fields is None:
+                    table.pop(name, None)
+                    continue
+                if not isinstance(fields, dict):
+                    raise ValueError(f"{source_name}: model {name!r} must be an object of fields")
+                table[name] = {**table.get(name, {}), **fields}
+        try:
+            self.models = {name: ModelSpec(name=name, **fields) for name, fields in table.items()}
+        except ValidationError as exc:
+            raise ValueError(f"models table: {_first_error(exc)}") from None
+        if not self.models:
+            raise ValueError("models table is empty")
+        if self.sora_model not in self.models:
+            raise ValueError(f"SORA_MODEL {self.sora_model!r} is not in the models table ({', '.join(self.models)})")
+        return self
+
+    def _model_overrides(self) -> list[tuple[str, Any]]:
+        sources: list[tuple[str, Any]] = []
+        if self.sora_models_file is not None:
+            path = self.sora_models_file
+            try:
+                text = path.read_text(encoding="utf-8")
+            except OSError as exc:
+                raise ValueError(f"SORA_MODELS_FILE cannot be read: {exc.strerror}") from None
+            try:
+                data = tomllib.loads(text) if path.suffix == ".toml" else json.loads(text)
+            except (ValueError, tomllib.TOMLDecodeError) as exc:
+                raise ValueError(f"SORA_MODELS_FILE is not valid {path.suffix or 'JSON'}: {exc}") from None
+            sources.append(("SORA_MODELS_FILE", data.get("models", data) if isinstance(data, dict) else data))
+        if self.sora_models:
+            try:
+                sources.append(("SORA_MODELS", json.loads(self.sora_models)))
+            except ValueError as exc:
+                raise ValueError(f"SORA_MODELS is not valid JSON: {exc}") from None
+        return sources
+
+    # --- helpers -----------------------------------------------------------------------------------------
+
+    def model(self, name: str | None) -> ModelSpec:
+        return self.models[name or self.sora_model]
+
+    def format_for(self, model: ModelSpec) -> ApiFormat:
+        return model.api_format or self.sora_api_format
+
+    @property
+    def max_download_bytes(self) -> int:
+        return self.sora_max_download_mb * 1024 * 1024
+
+    def require_upstream(self) -> None:
+        if not self.sora_base_url:
+            raise ConfigError("SORA_BASE_URL: missing (the gateway root, e.g. https://api.example.com)")
+        if self.sora_api_key is None or not self.sora_api_key.get_secret_value().strip():
+            raise ConfigError("SORA_API_KEY: missing (the gateway's API key)")
+
+    def require_discord(self) -> None:
+        if self.discord_token is None or not self.discord_token.get_secret_value().strip():
+            raise ConfigError("DISCORD_TOKEN: missing (the bot token from the Developer Portal)")
+
+    def secrets(self) -> list[str]:
+        """Values that must never appear in logs or messages."""
+        values = [self.sora_api_key, self.discord_token]
+        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+
+
+def _first_error(exc: ValidationError) -> str:
+    error = exc.errors()[0]
+    location = ".".join(str(part) for part in error["loc"])
+    message = str(error["msg"]).removeprefix("Value error, ")
+    return f"{location}: {message}" if location else message
+
+
+def load_settings(env_file: str | Path | None = ".env", **overrides: Any) -> Settings:
+    """Read and validate settings, turning any problem into a one-line `ConfigError`."""
+    try:
+        return Settings(_env_file=env_file, **overrides)  # type: ignore[call-arg]
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        location = ".".join(str(part) for part in error["loc"]).upper()
+        message = str(error["msg"]).removeprefix("Value error, ")
+        if not location:
+            raise ConfigError(message) from None
+        raise ConfigError(f"{location}: {message}") from None

@@ -1,0 +1,52 @@
+"""Upstream video clients, one per wire format, behind `UpstreamClient`."""
+
+from __future__ import annotations
+
+import importlib
+
+import aiohttp
+
+from bot.config import ApiFormat, Settings
+from bot.upstream.base import UpstreamClient, UpstreamOptions
+
+CLIENT_CLASSES = {
+    ApiFormat.CHAT: ("bot.upstream.chat", "ChatClient"),
+    ApiFormat.VIDEOS: ("bot.upstream.videos", "VideosClient"),
+    ApiFormat.TASK: ("bot.upstream.task", "TaskClient"),
+    ApiFormat.IMAGES: ("bot.upstream.images", "ImagesClient"),
+}
+
+
+def options_from_settings(settings: Settings) -> UpstreamOptions:
+    settings.require_upstream()
+    assert settings.sora_base_url is not None and settings.sora_api_key is not None
+    return UpstreamOptions(
+        base_url=settings.sora_base_url,
+        api_key=settings.sora_api_key.get_secret_value(),
+        connect_timeout=settings.sora_connect_timeout,
+        stall_timeout=settings.sora_stall_timeout,
+        job_timeout=settings.sora_job_timeout,
+        poll_interval=settings.sora_poll_interval,
+        retry_attempts=settings.sora_retry_attempts,
+        max_download_bytes=settings.max_download_bytes,
+    )
+
+
+def make_client(
+    api_format: ApiFormat | str, session: aiohttp.ClientSession, options: UpstreamOptions
+) -> UpstreamClient:
+    module_name, class_name = CLIENT_CLASSES[ApiFormat(api_format)]
+    client_class = getattr(importlib.import_module(module_name), class_name)
+    return client_class(session, options)
+
+
+def make_session(settings: Settings | None = None, *, connect_timeout: float = 10.0) -> aiohttp.ClientSession:
+    """The one shared HTTP session. Per-request total timeouts are set by the callers that need them."""
+    timeout = aiohttp.ClientTimeout(
+        total=None, connect=settings.sora_connect_timeout if settings else connect_timeout, sock_read=None
+    )
+    connector = aiohttp.TCPConnector(limit=100, limit_per_host=50, ttl_dns_cache=300)
+    return aiohttp.ClientSession(timeout=timeout, connector=connector, trust_env=True)
+
+
+__all__ = ["UpstreamClient", "UpstreamOptions", "make_client", "make_session", "options_from_settings"]

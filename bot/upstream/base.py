@@ -1,0 +1,448 @@
+"""The one small interface every wire format implements, and the HTTP behaviour they share.
+
+A client turns a `VideoRequest` into an async stream of events that ends with exactly one `Succeeded` or
+`Failed`. The shared wrapper (`UpstreamClient.generate`) guarantees that contract whatever the wire format
+does: progress never goes backwards, exceptions become `Failed` events with the right `FailureKind`, and the
+whole job is bounded by the job timeout.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import re
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ClassVar
+
+import aiohttp
+
+from bot.upstream.types import (
+    AuthFailed,
+    BadRequest,
+    Cancelled,
+    DownloadedVideo,
+    Event,
+    Failed,
+    FailureKind,
+    ModerationRejected,
+    NotAVideo,
+    Progress,
+    RateLimited,
+    Succeeded,
+    TaskId,
+    TooLarge,
+    UpstreamError,
+    UpstreamTimeout,
+    VideoRequest,
+)
+
+log = logging.getLogger(__name__)
+
+RETRY_STATUSES = frozenset({408, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
+MODERATION_CODES = frozenset(
+    {"moderation_blocked", "sentinel_block", "content_policy_violation", "content_filter", "safety_violation"}
+)
+MODERATION_WORDS = re.compile(
+    r"moderation|content[ _-]?policy|safety (system|filter)|violat|inappropriate|nsfw|sensitive|"
+    r"违规|敏感|审核|不合规|内容安全|违反",
+    re.IGNORECASE,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class UpstreamOptions:
+    """The knobs every client needs, taken from `Settings` by the factory."""
+
+    base_url: str
+    api_key: str
+    connect_timeout: float = 10.0
+    stall_timeout: float = 180.0
+    job_timeout: float = 3600.0
+    poll_interval: float = 2.0
+    retry_attempts: int = 4
+    max_download_bytes: int = 512 * 1024 * 1024
+
+    def __repr__(self) -> str:  # the API key must never show up in a repr
+        return f"UpstreamOptions(base_url={self.base_url!r}, api_key='**********')"
+
+
+class UpstreamClient(ABC):
+    """One wire format. Knows nothing about Discord."""
+
+    api_format: ClassVar[str]
+    supports_remix: ClassVar[bool] = False  # the gateway can remix a parent video natively
+    supports_resume: ClassVar[bool] = False  # a task id can be polled again after a restart
+    supports_cancel: ClassVar[bool] = False  # the gateway has a cancel/delete call
+
+    def __init__(self, session: aiohttp.ClientSession, options: UpstreamOptions) -> None:
+        self.session = session
+        self.options = options
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(base_url={self.options.base_url!r})"
+
+    # --- what subclasses implement ---------------------------------------------------------------------
+
+    @abstractmethod
+    def _generate(self, request: VideoRequest) -> AsyncIterator[Event]:
+        """Yield events for a new job; raise `UpstreamError` (or let aiohttp errors escape) on failure."""
+
+    def _resume(self, task_id: str) -> AsyncIterator[Event]:
+        """Yield events for a job started before a restart. Only for formats with `supports_resume`."""
+        raise BadRequest(f"the {self.api_format} format cannot resume a job after a restart")
+
+    async def cancel(self, task_id: str) -> bool:
+        """Best-effort cancel upstream. Returns True when the gateway accepted it."""
+        return False
+
+    async def check(self) -> str:
+        """One cheap authenticated call; returns a short description of what answered."""
+        async with self.session.get(self.url("/v1/models"), headers=self.headers()) as response:
+            if response.status >= 400:
+                raise await error_from_response(response)
+            try:
+                body = await response.json(content_type=None)
+                count = len(body.get("data", []))
+            except (ValueError, AttributeError):
+                return f"HTTP {response.status}"
+            return f"{count} models listed"
+
+    # --- the public contract ---------------------------------------------------------------------------
+
+    def generate(self, request: VideoRequest) -> AsyncIterator[Event]:
+        return guard_events(self._generate(request), self.options.job_timeout)
+
+    def resume(self, task_id: str) -> AsyncIterator[Event]:
+        return guard_events(self._resume(task_id), self.options.job_timeout, task_id=task_id)
+
+    async def download(self, result: Succeeded, dest: Path, *, thumbnail: bool = False) -> DownloadedVideo:
+        """Stream the finished video (or its thumbnail) to `dest`, verifying it really is a video."""
+        url = result.thumbnail_url if thumbnail else result.video_url
+        authenticated = result.thumbnail_authenticated if thumbnail else result.authenticated
+        if not url:
+            raise BadRequest("the gateway gave no thumbnail")
+        return await download_to_file(
+            self.session,
+            url,
+            dest,
+            headers=self.headers() if authenticated else {},
+            max_bytes=self.options.max_download_bytes,
+            attempts=self.options.retry_attempts,
+            verify_video=not thumbnail,
+        )
+
+    # --- shared helpers --------------------------------------------------------------------------------
+
+    def url(self, path: str) -> str:
+        return f"{self.options.base_url}{path}"
+
+    def headers(self, extra: Mapping[str, str] | None = None) -> dict[str, str]:
+        headers = {"Authorization": f"Bearer {self.options.api_key}"}
+        if extra:
+            headers.update(extra)
+        return headers
+
+    def redact(self, text: str) -> str:
+        key = self.options.api_key
+        return text.replace(key, "**********") if key else text
+
+    async def get_json_with_retry(self, url: str, **kwargs: Any) -> tuple[Any, Mapping[str, str]]:
+        """GET a JSON document, retrying 429/5xx/connection errors with jittered backoff."""
+        return await request_json(
+            self.session, "GET", url, headers=self.headers(), attempts=self.options.retry_attempts, **kwargs
+        )
+
+    async def post_json_once(self, url: str, *, json_body: Any = None, data: Any = None) -> Any:
+        """POST a create call. Retried only when it provably never reached the gateway (see `request_json`)."""
+        body, _ = await request_json(
+            self.session,
+            "POST",
+            url,
+            headers=self.headers(),
+            json_body=json_body,
+            data=data,
+            attempts=self.options.retry_attempts,
+            idempotent=False,
+        )
+        return body
+
+
+# --- the stream contract ---------------------------------------------------------------------------------
+
+
+async def guard_events(
+    events: AsyncIterator[Event], job_timeout: float, *, task_id: str | None = None
+) -> AsyncIterator[Event]:
+    """Enforce the event contract around a raw client stream (see the module docstring)."""
+    best = -1.0
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + job_timeout
+    iterator = aiter(events)
+    try:
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                yield Failed(FailureKind.TIMEOUT, "the video took longer than the job time limit", task_id)
+                return
+            try:
+                event = await asyncio.wait_for(anext(iterator), remaining)
+            except StopAsyncIteration:
+                yield Failed(FailureKind.UPSTREAM, "the gateway ended the stream without a video", task_id)
+                return
+            except TimeoutError:
+                yield Failed(FailureKind.TIMEOUT, "the video took longer than the job time limit", task_id)
+                return
+            except UpstreamError as exc:
+                yield exc.to_event(task_id)
+                return
+            except aiohttp.ClientPayloadError:
+                yield Failed(FailureKind.UPSTREAM, "the gateway dropped the connection mid-stream", task_id)
+                return
+            except (aiohttp.ClientError, OSError) as exc:
+                yield Failed(FailureKind.UPSTREAM, f"could not reach the gateway ({type(exc).__name__})", task_id)
+                return
+            if isinstance(event, TaskId):
+                task_id = event.task_id
+            elif isinstance(event, Progress):
+                percent = max(0.0, min(100.0, event.percent))
+                if percent <= best:
+                    continue
+                best = percent
+                event = Progress(percent)
+            elif isinstance(event, Succeeded | Failed):
+                yield event
+                return
+            yield event
+    finally:
+        closer = getattr(iterator, "aclose", None)
+        if closer is not None:
+            await closer()
+
+
+# --- HTTP helpers ----------------------------------------------------------------------------------------
+
+
+def backoff_delay(attempt: int, *, base: float = 0.5, cap: float = 20.0) -> float:
+    """Full-jitter exponential backoff: attempt 0 waits up to `base`, then doubling up to `cap`."""
+    return random.uniform(0, min(cap, base * (2**attempt)))
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    value = headers.get("Retry-After") or headers.get("retry-after")
+    if value is None:
+        return None
+    try:
+        return max(0.0, min(float(value), 60.0))
+    except ValueError:
+        return None
+
+
+def error_message(body_text: str) -> tuple[str | None, str | None]:
+    """Pull (message, code) from any of the error shapes gateways send."""
+    try:
+        body = json.loads(body_text)
+    except ValueError:
+        text = re.sub(r"<[^>]+>", " ", body_text)
+        text = " ".join(text.split())
+        return (text[:300] or None), None
+    if isinstance(body, dict):
+        error = body.get("error", body)
+        if isinstance(error, str):
+            return error[:500], None
+        if isinstance(error, dict):
+            message = error.get("message") or error.get("detail") or error.get("msg")
+            code = error.get("code") or error.get("type")
+            return (str(message)[:500] if message else None), (str(code) if code is not None else None)
+    return None, None
+
+
+def classify_error(status: int | None, message: str | None, code: str | None = None) -> UpstreamError:
+    """Map an HTTP status and the gateway's words to the typed error whose kind the member will see."""
+    text = message or (f"HTTP {status}" if status else "the gateway failed")
+    if (code and code.lower() in MODERATION_CODES) or MODERATION_WORDS.search(f"{message or ''} {code or ''}"):
+        return ModerationRejected(text, status=status)
+    if status in (401, 403):
+        return AuthFailed(text, status=status)
+    if status == 429:
+        return RateLimited(text, status=status)
+    if status in (408, 504, 524):
+        return UpstreamTimeout(text, status=status)
+    if status is not None and 400 <= status < 500:
+        return BadRequest(text, status=status)
+    return UpstreamError(text, status=status)
+
+
+async def error_from_response(response: aiohttp.ClientResponse) -> UpstreamError:
+    try:
+        body = await response.text(errors="replace")
+    except (aiohttp.ClientError, OSError):
+        body = ""
+    message, code = error_message(body)
+    return classify_error(response.status, message, code)
+
+
+async def request_json(
+    session: aiohttp.ClientSession,
+    method: str,
+    url: str,
+    *,
+    headers: Mapping[str, str],
+    json_body: Any = None,
+    data: Any = None,
+    attempts: int = 4,
+    idempotent: bool = True,
+    request_timeout: aiohttp.ClientTimeout | None = None,
+) -> tuple[Any, Mapping[str, str]]:
+    """One JSON request with bounded, jittered retries.
+
+    Idempotent calls retry 429, 5xx and connection errors. A create (`idempotent=False`) retries only what
+    cannot have reached the gateway's billing: a refused connection, or a 429 (which means "not accepted").
+    """
+    attempt = 0
+    while True:
+        try:
+            async with session.request(
+                method, url, headers=headers, json=json_body, data=data, timeout=request_timeout
+            ) as response:
+                if response.status < 400:
+                    text = await response.text(errors="replace")
+                    try:
+                        body = json.loads(text) if text.strip() else {}
+                    except ValueError:
+                        raise UpstreamError(
+                            f"the gateway answered with something that is not JSON (HTTP {response.status})"
+                        ) from None
+                    return body, response.headers
+                error = await error_from_response(response)
+                retryable = response.status == 429 or (idempotent and response.status in RETRY_STATUSES)
+                if isinstance(error, ModerationRejected) or not retryable or attempt >= attempts:
+                    raise error
+                delay = retry_after_seconds(response.headers) or backoff_delay(attempt)
+        except aiohttp.ClientConnectorError as exc:
+            if attempt >= attempts:
+                raise UpstreamError(f"could not connect to the gateway ({type(exc).__name__})") from None
+            delay = backoff_delay(attempt)
+        except (aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError, aiohttp.ClientOSError) as exc:
+            if not idempotent or attempt >= attempts:
+                raise UpstreamError(f"the gateway dropped the connection ({type(exc).__name__})") from None
+            delay = backoff_delay(attempt)
+        except TimeoutError:
+            if not idempotent or attempt >= attempts:
+                raise UpstreamTimeout("the gateway did not answer in time") from None
+            delay = backoff_delay(attempt)
+        attempt += 1
+        log.debug("retrying %s %s in %.2fs (attempt %d)", method, _path_only(url), delay, attempt)
+        await asyncio.sleep(delay)
+
+
+def _path_only(url: str) -> str:
+    return url.split("?", 1)[0]
+
+
+VIDEO_BOX_TYPES = (b"ftyp", b"moov", b"mdat", b"wide", b"free", b"skip")
+WEBM_MAGIC = b"\x1a\x45\xdf\xa3"
+
+
+def sniff_video(head: bytes) -> str | None:
+    """The video's content type from its first bytes, or None if it is not an MP4/WebM."""
+    if len(head) >= 8 and head[4:8] in VIDEO_BOX_TYPES:
+        return "video/mp4"
+    if head.startswith(WEBM_MAGIC):
+        return "video/webm"
+    return None
+
+
+async def download_to_file(
+    session: aiohttp.ClientSession,
+    url: str,
+    dest: Path,
+    *,
+    headers: Mapping[str, str],
+    max_bytes: int,
+    attempts: int = 4,
+    verify_video: bool = True,
+    chunk_size: int = 256 * 1024,
+) -> DownloadedVideo:
+    """Stream `url` into `dest` (never the whole file in memory), enforcing the size cap and signature."""
+    attempt = 0
+    while True:
+        try:
+            return await _download_once(session, url, dest, headers, max_bytes, verify_video, chunk_size)
+        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientPayloadError,
+                aiohttp.ClientOSError, TimeoutError) as exc:
+            if attempt >= attempts:
+                raise UpstreamError(f"the video download kept failing ({type(exc).__name__})") from None
+            delay = backoff_delay(attempt)
+        except UpstreamError as exc:
+            if exc.status is None or exc.status not in RETRY_STATUSES or attempt >= attempts:
+                raise
+            delay = backoff_delay(attempt)
+        attempt += 1
+        await asyncio.sleep(delay)
+
+
+async def _download_once(
+    session: aiohttp.ClientSession,
+    url: str,
+    dest: Path,
+    headers: Mapping[str, str],
+    max_bytes: int,
+    verify_video: bool,
+    chunk_size: int,
+) -> DownloadedVideo:
+    async with session.get(url, headers=headers) as response:
+        if response.status >= 400:
+            raise await error_from_response(response)
+        declared = response.content_length
+        if declared is not None and declared > max_bytes:
+            raise TooLarge(f"the video is {declared / 2**20:.0f} MiB, over the {max_bytes / 2**20:.0f} MiB cap")
+        size = 0
+        content_type = response.headers.get("Content-Type", "application/octet-stream").split(";")[0]
+        handle = await asyncio.to_thread(open, dest, "wb")
+        try:
+            pending = bytearray()
+            checked = not verify_video
+            async for chunk in response.content.iter_chunked(chunk_size):
+                size += len(chunk)
+                if size > max_bytes:
+                    raise TooLarge(f"the video is over the {max_bytes / 2**20:.0f} MiB cap")
+                pending += chunk
+                if not checked and len(pending) >= 16:
+                    sniffed = sniff_video(bytes(pending[:16]))
+                    if sniffed is None:
+                        raise NotAVideo("the gateway's video link returned something that is not a video")
+                    content_type, checked = sniffed, True
+                if len(pending) >= 1024 * 1024:
+                    await asyncio.to_thread(handle.write, bytes(pending))
+                    pending.clear()
+            if not checked:
+                sniffed = sniff_video(bytes(pending[:16]))
+                if sniffed is None:
+                    raise NotAVideo("the gateway's video link returned something that is not a video")
+                content_type = sniffed
+            if pending:
+                await asyncio.to_thread(handle.write, bytes(pending))
+        finally:
+            await asyncio.to_thread(handle.close)
+    return DownloadedVideo(path=str(dest), size=size, content_type=content_type)
+
+
+__all__ = [
+    "Cancelled",
+    "UpstreamClient",
+    "UpstreamOptions",
+    "backoff_delay",
+    "classify_error",
+    "download_to_file",
+    "error_from_response",
+    "error_message",
+    "guard_events",
+    "request_json",
+    "retry_after_seconds",
+    "sniff_video",
+]

@@ -1,0 +1,1 @@
+"""SQLite storage: schema, migrations, quota ledger, generations. All SQL of the project lives here."""
