@@ -1,0 +1,7 @@
+"""The fake gateway's task format routes (placeholder until its issue lands)."""
+
+from aiohttp import web
+
+
+def setup_routes(app: web.Application) -> None:
+    """Register this format's routes on the fake gateway app."""
