@@ -13,7 +13,11 @@ from discord.ext import commands
 
 from bot.clock import Clock
 from bot.config import Settings
+from bot.i18n import CatalogueTranslator
+from bot.jobs import JobManager
 from bot.runtime import default_intents
+from bot.streamer import EditScheduler
+from bot.ui import DYNAMIC_ITEMS
 
 if TYPE_CHECKING:
     from storage import Database
@@ -21,7 +25,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Loaded in this order by `setup_hook`; one cog per user-facing feature.
-INITIAL_EXTENSIONS: tuple[str, ...] = ()
+INITIAL_EXTENSIONS: tuple[str, ...] = ("cogs.generate", "cogs.remix", "cogs.quota", "cogs.admin")
 
 
 class SoraCommandTree(app_commands.CommandTree["SoraBot"]):
@@ -67,6 +71,9 @@ class SoraBot(commands.Bot):
         **options: Any,
     ) -> None:
         options.setdefault("guild_ready_timeout", 2.0)
+        clock = clock or Clock()
+        scheduler = EditScheduler(clock, interval=settings.sora_edit_interval)
+        options.setdefault("http_trace", scheduler.trace_config())
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=default_intents(message_content),
@@ -78,13 +85,18 @@ class SoraBot(commands.Bot):
         self.settings = settings
         self.session = session
         self.db = db
-        self.clock = clock or Clock()
+        self.clock = clock
+        self.scheduler = scheduler
         self.initial_extensions = tuple(extensions)
+        self.jobs = JobManager(self)
+        self._resumed = False
 
     def __repr__(self) -> str:
         return f"<SoraBot user={self.user!s}>"
 
     async def setup_hook(self) -> None:
+        await self.tree.set_translator(CatalogueTranslator())
+        self.add_dynamic_items(*DYNAMIC_ITEMS)
         for extension in self.initial_extensions:
             try:
                 await self.load_extension(extension)
@@ -108,6 +120,17 @@ class SoraBot(commands.Bot):
 
     async def on_ready(self) -> None:
         log.info("logged in as %s (%s) in %d guilds", self.user, getattr(self.user, "id", "?"), len(self.guilds))
+        if not self._resumed and self.db is not None:
+            # Once per process, when the guild cache is filled (not on every reconnect).
+            self._resumed = True
+            try:
+                await self.jobs.resume_unfinished()
+            except Exception:
+                log.exception("resuming unfinished jobs failed")
+
+    async def close(self) -> None:
+        await self.jobs.close()
+        await super().close()
 
     def is_bot_owner(self, user_id: int) -> bool:
         return user_id in self.settings.bot_owner_ids or user_id == self.owner_id

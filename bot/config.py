@@ -194,6 +194,9 @@ class Settings(BaseSettings):
     # Bot behaviour and storage
     sora_db_path: Path = Path("sora-bot.sqlite3")
     sora_edit_interval: float = Field(default=1.5, ge=0.2)
+    sora_remix_depth: int = Field(default=8, ge=1, le=50)
+    sora_max_prompt_chars: int = Field(default=4000, ge=10, le=32000)
+    sora_max_image_mb: int = Field(default=10, ge=1, le=100)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     models: dict[str, ModelSpec] = Field(default_factory=dict, exclude=True)

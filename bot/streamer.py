@@ -1,0 +1,426 @@
+"""Live progress messages that never trip Discord's rate limits.
+
+- A `ProgressStreamer` owns one message. `update()` only replaces the latest payload (coalescing: the newest
+  state wins, nothing queues up); `close()` delivers the final payload and never drops it.
+- One `EditScheduler` per bot decides when each streamer may edit: at most once per `interval` per message,
+  within a shared budget per channel (every progress message in a channel shares it), per interaction
+  webhook, and globally. State changes and final edits go first; otherwise the message that waited longest.
+- Budgets start from Discord's observed numbers and follow the rate-limit headers discord.py receives
+  (`observe_response`, wired to the client's `http_trace`), so a tighter real limit is respected too.
+- Interaction tokens die after 15 minutes: before that, the streamer asks its `handover` callback for an
+  ordinary channel message (bot token) and continues there.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import re
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Any, Protocol
+
+import aiohttp
+import discord
+
+from bot.clock import Clock
+
+log = logging.getLogger(__name__)
+
+CHANNEL_LIMIT, CHANNEL_WINDOW = 5, 5.0  # message create/edit per channel
+WEBHOOK_LIMIT, WEBHOOK_WINDOW = 5, 2.0  # per interaction webhook token
+GLOBAL_LIMIT, GLOBAL_WINDOW = 40, 1.0  # Discord allows 50/s; leave room for everything else the bot does
+SAFETY = 1.1  # windows are stretched by 10 % (+ a little) so network jitter can't squeeze a sixth call in
+INTERACTION_TOKEN_LIFE = 15 * 60.0
+HANDOVER_MARGIN = 90.0  # move off the interaction token this long before it expires
+
+
+class Priority(IntEnum):
+    PROGRESS = 0
+    STATE = 1
+    FINAL = 2
+
+
+@dataclass(slots=True)
+class MessagePayload:
+    content: str | None = None
+    embeds: list[discord.Embed] = field(default_factory=list)
+    view: discord.ui.View | None = None
+
+
+class EditTarget(Protocol):
+    """Something a streamer can edit: an interaction's original response or a channel message."""
+
+    channel_id: int
+    budget_keys: tuple[str, ...]
+    expires_at: float | None  # clock time after which edits through this target fail
+
+    async def edit(self, payload: MessagePayload) -> None: ...
+
+    def jump_url(self) -> str | None: ...
+
+
+class InteractionTarget:
+    """The deferred interaction response, edited through the interaction webhook."""
+
+    def __init__(self, interaction: discord.Interaction[Any], created_at: float) -> None:
+        self.interaction = interaction
+        assert interaction.channel_id is not None
+        self.channel_id = interaction.channel_id
+        self.budget_keys = (f"channel:{self.channel_id}", webhook_key(interaction.token))
+        self.expires_at: float | None = created_at + INTERACTION_TOKEN_LIFE
+        self.message: discord.InteractionMessage | None = None
+
+    async def edit(self, payload: MessagePayload) -> None:
+        self.message = await self.interaction.edit_original_response(
+            content=payload.content, embeds=payload.embeds, view=payload.view
+        )
+
+    def jump_url(self) -> str | None:
+        return self.message.jump_url if self.message is not None else None
+
+
+class ChannelMessageTarget:
+    """An ordinary message the bot sent, edited with the bot token."""
+
+    def __init__(self, message: discord.Message | discord.PartialMessage) -> None:
+        self.message = message
+        self.channel_id = message.channel.id
+        self.budget_keys = (f"channel:{self.channel_id}",)
+        self.expires_at: float | None = None
+
+    async def edit(self, payload: MessagePayload) -> None:
+        await self.message.edit(content=payload.content, embeds=payload.embeds, view=payload.view)
+
+    def jump_url(self) -> str | None:
+        return self.message.jump_url
+
+
+class SlidingWindow:
+    """Never more than `limit` grants in any `window` seconds (a sliding log, the strictest reading)."""
+
+    __slots__ = ("blocked_until", "grants", "limit", "window")
+
+    def __init__(self, limit: int, window: float) -> None:
+        self.limit = limit
+        self.window = window
+        self.grants: deque[float] = deque()
+        self.blocked_until = 0.0
+
+    def wait_time(self, now: float) -> float:
+        while self.grants and now - self.grants[0] >= self.window * SAFETY + 0.05:
+            self.grants.popleft()
+        wait = max(0.0, self.blocked_until - now)
+        if len(self.grants) >= self.limit:
+            wait = max(wait, self.grants[0] + self.window * SAFETY + 0.05 - now)
+        return wait
+
+    def grant(self, now: float) -> None:
+        self.grants.append(now)
+
+    def learn(self, limit: int | None, reset_after: float | None, remaining: int | None, now: float) -> None:
+        """Follow the server's numbers when they are stricter than ours."""
+        if limit is not None and 0 < limit < self.limit:
+            self.limit = limit
+        if remaining == 0 and reset_after is not None:
+            self.blocked_until = max(self.blocked_until, now + reset_after * SAFETY)
+
+
+def webhook_key(token: str) -> str:
+    """A budget key for an interaction webhook that doesn't carry the token itself (keys can be logged)."""
+    return "webhook:" + hashlib.sha256(token.encode()).hexdigest()[:16]
+
+
+WEBHOOK_PATH = re.compile(r"/webhooks/\d+/([^/?]+)")
+CHANNEL_PATH = re.compile(r"/channels/(\d+)/messages")
+
+
+class EditScheduler:
+    """Grants edit slots to streamers fairly, within every budget they touch."""
+
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        interval: float = 1.5,
+        channel_budget: tuple[int, float] = (CHANNEL_LIMIT, CHANNEL_WINDOW),
+        webhook_budget: tuple[int, float] = (WEBHOOK_LIMIT, WEBHOOK_WINDOW),
+        global_budget: tuple[int, float] = (GLOBAL_LIMIT, GLOBAL_WINDOW),
+    ) -> None:
+        self.clock = clock
+        self.interval = interval
+        self.channel_budget = channel_budget
+        self.webhook_budget = webhook_budget
+        self.windows: dict[str, SlidingWindow] = {}
+        self.global_window = SlidingWindow(*global_budget)
+        self.waiting: set[ProgressStreamer] = set()
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # --- budgets -------------------------------------------------------------------------------------
+
+    def window(self, key: str) -> SlidingWindow:
+        window = self.windows.get(key)
+        if window is None:
+            budget = self.webhook_budget if key.startswith("webhook:") else self.channel_budget
+            window = SlidingWindow(*budget)
+            self.windows[key] = window
+        return window
+
+    def consume(self, keys: tuple[str, ...]) -> None:
+        """Count a call the bot makes outside a streamer (e.g. posting the result) against the budgets."""
+        now = self.clock.monotonic()
+        for key in keys:
+            self.window(key).grant(now)
+        self.global_window.grant(now)
+
+    def wait_time(self, keys: tuple[str, ...]) -> float:
+        now = self.clock.monotonic()
+        return max([self.global_window.wait_time(now), *(self.window(k).wait_time(now) for k in keys)])
+
+    async def reserve(self, keys: tuple[str, ...]) -> None:
+        """Wait for a slot in `keys` and take it (for one-off calls such as the result message)."""
+        while (wait := self.wait_time(keys)) > 0:  # noqa: ASYNC110 - budgets free up with time, not events
+            await asyncio.sleep(wait)
+        self.consume(keys)
+
+    def observe_response(self, method: str, url: str, status: int, headers: Any) -> None:
+        """Learn from the rate-limit headers of a response discord.py received."""
+        key: str | None = None
+        if match := WEBHOOK_PATH.search(url):
+            key = webhook_key(match.group(1))
+        elif method in ("POST", "PATCH") and (match := CHANNEL_PATH.search(url)):
+            key = f"channel:{match.group(1)}"
+        if key is None:
+            return
+        now = self.clock.monotonic()
+        window = self.window(key)
+        if status == 429:
+            retry_after = _float(headers.get("Retry-After")) or 1.0
+            log.warning("rate limited on %s; backing off %.2fs", key, retry_after)
+            window.blocked_until = max(window.blocked_until, now + retry_after * SAFETY)
+            return
+        window.learn(
+            _int(headers.get("X-RateLimit-Limit")),
+            _float(headers.get("X-RateLimit-Reset-After")),
+            _int(headers.get("X-RateLimit-Remaining")),
+            now,
+        )
+
+    def trace_config(self) -> aiohttp.TraceConfig:
+        """An aiohttp trace for discord.py's session (`Client(http_trace=...)`) feeding `observe_response`."""
+        trace = aiohttp.TraceConfig()
+
+        async def on_request_end(
+            session: aiohttp.ClientSession, context: Any, params: aiohttp.TraceRequestEndParams
+        ) -> None:
+            self.observe_response(params.method, str(params.url), params.response.status, params.response.headers)
+
+        trace.on_request_end.append(on_request_end)
+        return trace
+
+    # --- dispatch ------------------------------------------------------------------------------------
+
+    def request(self, streamer: ProgressStreamer) -> None:
+        self.waiting.add(streamer)
+        self._wake.set()
+        if self._task is None or self._task.done():
+            self._task = asyncio.create_task(self._run(), name="edit-scheduler")
+
+    def withdraw(self, streamer: ProgressStreamer) -> None:
+        self.waiting.discard(streamer)
+
+    async def _run(self) -> None:
+        while self.waiting:
+            self._wake.clear()
+            now = self.clock.monotonic()
+            best: ProgressStreamer | None = None
+            best_rank: tuple[int, float] | None = None
+            soonest = 5.0
+            for streamer in self.waiting:
+                if streamer.in_flight:
+                    continue
+                wait = max(streamer.next_allowed - now, self.wait_time(streamer.target.budget_keys))
+                if wait > 0:
+                    soonest = min(soonest, wait)
+                    continue
+                rank = (-int(streamer.priority), streamer.last_edit)
+                if best_rank is None or rank < best_rank:
+                    best, best_rank = streamer, rank
+            if best is not None:
+                self.waiting.discard(best)
+                self.consume(best.target.budget_keys)
+                best.start_flush()
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), timeout=max(0.01, soonest))
+
+    async def close(self) -> None:
+        self.waiting.clear()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+
+HandoverFactory = Callable[[], Awaitable["EditTarget | None"]]
+
+
+class ProgressStreamer:
+    """Owns one progress message: coalesces updates and makes sure the last one lands."""
+
+    def __init__(
+        self,
+        scheduler: EditScheduler,
+        target: EditTarget,
+        *,
+        handover: HandoverFactory | None = None,
+        interval: float | None = None,
+    ) -> None:
+        self.scheduler = scheduler
+        self.target = target
+        self.handover = handover
+        self.interval = scheduler.interval if interval is None else interval
+        self.pending: MessagePayload | None = None
+        self.priority = Priority.PROGRESS
+        self.last_edit = float("-inf")
+        self.next_allowed = float("-inf")
+        self.in_flight = False
+        self.lost = False  # the message was deleted or can't be edited any more
+        self.edits = 0
+        self._final: asyncio.Future[bool] | None = None
+        self._flush_task: asyncio.Task[None] | None = None
+
+    def __hash__(self) -> int:
+        return id(self)
+
+    def update(self, payload: MessagePayload, priority: Priority = Priority.PROGRESS) -> None:
+        """Replace the pending payload with the newest state; never blocks, never queues."""
+        if self.lost or self._final is not None:
+            return
+        self.pending = payload
+        self.priority = max(self.priority, priority)
+        if not self.in_flight:
+            self.scheduler.request(self)
+
+    async def close(self, payload: MessagePayload, *, give_up_after: float = 120.0) -> bool:
+        """Deliver the final payload; True if it landed on the message, False if the message is gone."""
+        if self.lost:
+            return False
+        loop = asyncio.get_running_loop()
+        self._final = loop.create_future()
+        self.pending = payload
+        self.priority = Priority.FINAL
+        if not self.in_flight:
+            self.scheduler.request(self)
+        try:
+            return await asyncio.wait_for(asyncio.shield(self._final), give_up_after)
+        except TimeoutError:
+            log.warning("final edit did not land within %.0fs", give_up_after)
+            return False
+
+    def start_flush(self) -> None:
+        self.in_flight = True
+        self._flush_task = asyncio.create_task(self._flush(), name="progress-edit")
+
+    async def _flush(self) -> None:
+        payload, priority = self.pending, self.priority
+        self.pending, self.priority = None, Priority.PROGRESS
+        landed = False
+        try:
+            if payload is not None:
+                landed = await self._edit(payload)
+        finally:
+            now = self.scheduler.clock.monotonic()
+            self.last_edit = now
+            self.next_allowed = now + self.interval
+            self.in_flight = False
+            if self.lost:
+                self.pending = None
+                self._resolve_final(False)
+            elif self.pending is not None:
+                self.scheduler.request(self)
+            elif self._final is not None and priority is Priority.FINAL:
+                self._resolve_final(landed)
+
+    def _resolve_final(self, value: bool) -> None:
+        if self._final is not None and not self._final.done():
+            self._final.set_result(value)
+
+    async def _edit(self, payload: MessagePayload, attempts: int = 3) -> bool:
+        await self._maybe_handover()
+        for attempt in range(attempts):
+            try:
+                await self.target.edit(payload)
+                self.edits += 1
+                return True
+            except discord.NotFound:
+                self.lost = True
+                return False
+            except discord.HTTPException as exc:
+                if exc.code == 50027:  # the interaction token died early: move to a channel message
+                    if await self._maybe_handover(force=True):
+                        continue
+                    self.lost = True
+                    return False
+                if exc.status == 403 or exc.code in (50083, 50001, 50013):
+                    log.warning("cannot edit progress message in channel %s: %s", self.target.channel_id, exc)
+                    self.lost = True
+                    return False
+                if attempt == attempts - 1:
+                    log.warning("progress edit failed after %d attempts: %s", attempts, exc)
+                    return False
+                await asyncio.sleep(0.5 * 2**attempt)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                if attempt == attempts - 1:
+                    log.warning("progress edit failed after %d attempts: %s", attempts, type(exc).__name__)
+                    return False
+                await asyncio.sleep(0.5 * 2**attempt)
+        return False
+
+    async def _maybe_handover(self, *, force: bool = False) -> bool:
+        expires_at = self.target.expires_at
+        if expires_at is None or self.handover is None:
+            return False
+        if not force and self.scheduler.clock.time() < expires_at - HANDOVER_MARGIN:
+            return False
+        handover, self.handover = self.handover, None
+        try:
+            new_target = await handover()
+        except discord.HTTPException as exc:
+            log.warning("could not move progress to a channel message: %s", exc)
+            new_target = None
+        if new_target is None:
+            self.lost = True
+            return False
+        self.target = new_target
+        return True
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+def _float(value: Any) -> float | None:
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
+__all__ = [
+    "ChannelMessageTarget",
+    "EditScheduler",
+    "EditTarget",
+    "InteractionTarget",
+    "MessagePayload",
+    "Priority",
+    "ProgressStreamer",
+]

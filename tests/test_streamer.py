@@ -1,0 +1,111 @@
+"""The edit scheduler: coalescing, per-message spacing, shared channel budgets, priorities, final edits."""
+
+from __future__ import annotations
+
+import asyncio
+
+from bot.clock import Clock
+from bot.streamer import EditScheduler, MessagePayload, Priority, ProgressStreamer
+
+
+class RecordingTarget:
+    """An `EditTarget` of our own protocol that records when each edit happened (no Discord involved)."""
+
+    def __init__(self, channel_id: int, clock: Clock, delay: float = 0.0) -> None:
+        self.channel_id = channel_id
+        self.budget_keys = (f"channel:{channel_id}",)
+        self.expires_at = None
+        self.clock = clock
+        self.delay = delay
+        self.edits: list[tuple[float, str | None]] = []
+
+    async def edit(self, payload: MessagePayload) -> None:
+        await asyncio.sleep(self.delay)
+        self.edits.append((self.clock.monotonic(), payload.content))
+
+    def jump_url(self) -> str | None:
+        return None
+
+
+def max_in_window(times: list[float], window: float) -> int:
+    return max((sum(1 for u in times if t <= u < t + window) for t in times), default=0)
+
+
+async def test_updates_coalesce_and_the_final_edit_lands() -> None:
+    clock = Clock()
+    scheduler = EditScheduler(clock, interval=0.1)
+    target = RecordingTarget(1, clock)
+    streamer = ProgressStreamer(scheduler, target)
+    for percent in range(100):
+        streamer.update(MessagePayload(content=f"{percent}%"))
+        await asyncio.sleep(0.002)
+    assert await streamer.close(MessagePayload(content="done"))
+    contents = [content for _, content in target.edits]
+    assert contents[-1] == "done"
+    assert len(contents) < 10  # coalesced, not one edit per update
+    times = [when for when, _ in target.edits]
+    assert all(b - a >= 0.1 - 1e-3 for a, b in zip(times, times[1:], strict=False))
+    await scheduler.close()
+
+
+async def test_messages_in_one_channel_share_its_budget() -> None:
+    clock = Clock()
+    scheduler = EditScheduler(clock, interval=0.01, channel_budget=(5, 0.3))
+    targets = [RecordingTarget(7, clock) for _ in range(6)]
+    streamers = [ProgressStreamer(scheduler, target) for target in targets]
+    for round_ in range(15):
+        for index, streamer in enumerate(streamers):
+            streamer.update(MessagePayload(content=f"{index}:{round_}"))
+        await asyncio.sleep(0.02)
+    results = await asyncio.gather(*(s.close(MessagePayload(content="final")) for s in streamers))
+    assert all(results)
+    every_edit = sorted(when for target in targets for when, _ in target.edits)
+    assert max_in_window(every_edit, 0.3) <= 5
+    assert all(target.edits[-1][1] == "final" for target in targets)
+    await scheduler.close()
+
+
+async def test_other_channels_are_not_held_back() -> None:
+    clock = Clock()
+    scheduler = EditScheduler(clock, interval=0.01, channel_budget=(1, 10.0))
+    busy, free = RecordingTarget(1, clock), RecordingTarget(2, clock)
+    busy_streamer, free_streamer = ProgressStreamer(scheduler, busy), ProgressStreamer(scheduler, free)
+    busy_streamer.update(MessagePayload(content="a"))
+    await asyncio.sleep(0.05)
+    busy_streamer.update(MessagePayload(content="b"))  # has to wait ~10 s for channel 1's budget
+    assert await free_streamer.close(MessagePayload(content="x"), give_up_after=2.0)
+    assert [c for _, c in free.edits] == ["x"]
+    assert [c for _, c in busy.edits] == ["a"]
+    await scheduler.close()
+
+
+async def test_state_changes_go_before_progress() -> None:
+    clock = Clock()
+    scheduler = EditScheduler(clock, interval=0.01, channel_budget=(1, 0.2))
+    blocker = RecordingTarget(3, clock)
+    ProgressStreamer(scheduler, blocker).update(MessagePayload(content="first"))
+    await asyncio.sleep(0.02)
+    progress_target, state_target = RecordingTarget(3, clock), RecordingTarget(3, clock)
+    progress = ProgressStreamer(scheduler, progress_target)
+    state = ProgressStreamer(scheduler, state_target)
+    progress.update(MessagePayload(content="p"), Priority.PROGRESS)
+    state.update(MessagePayload(content="s"), Priority.STATE)
+    await asyncio.wait_for(state.close(MessagePayload(content="s")), 3)
+    await asyncio.wait_for(progress.close(MessagePayload(content="p")), 3)
+    assert state_target.edits[0][0] < progress_target.edits[0][0]
+    await scheduler.close()
+
+
+def test_budget_learns_from_rate_limit_headers() -> None:
+    clock = Clock()
+    scheduler = EditScheduler(clock)
+    url = "http://127.0.0.1/api/v10/channels/55/messages/66"
+    scheduler.observe_response(
+        "PATCH", url, 200, {"X-RateLimit-Limit": "2", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset-After": "3"}
+    )
+    window = scheduler.window("channel:55")
+    assert window.limit == 2
+    assert scheduler.wait_time(("channel:55",)) > 2.5
+    scheduler.observe_response("POST", "http://127.0.0.1/api/v10/webhooks/1/tok3n/messages/@original", 429,
+                               {"Retry-After": "1.5"})
+    assert any(key.startswith("webhook:") and "tok3n" not in key for key in scheduler.windows)
