@@ -1,1 +1,66 @@
-"""SQLite storage: schema, migrations, quota ledger, generations. All SQL of the project lives here."""
+"""SQLite storage: schema, migrations, quota ledger, generations. All SQL of the project lives here.
+
+The bot uses one `Database` (opened by the entry point, injected as `bot.db`). Its methods are grouped by
+concern: `generations` (the job lifecycle and the remix tree), `quota` (limits and status), `guilds` (settings,
+rules, bans, channels), `usage` (reports).
+"""
+
+from storage._core import NotFound, StorageError
+from storage.database import Database
+from storage.generations import (
+    INTERACTION_TOKEN_TTL,
+    MODERATION,
+    RESTART,
+    Generation,
+    GenerationStatus,
+    NewGeneration,
+    ReconcileReport,
+    Settlement,
+)
+from storage.guilds import DEFAULT_ALLOWANCE, Ban, GuildSettings, PeriodMode
+from storage.migrate import latest_version
+from storage.quota import (
+    DAY,
+    DenyReason,
+    EffectiveLimit,
+    LedgerState,
+    LimitSource,
+    QuotaDenied,
+    QuotaStatus,
+    Reservation,
+    next_daily_reset,
+    period_start,
+)
+from storage.usage import MemberUsage, ModelUsage, UsageReport
+
+__all__ = [
+    "DAY",
+    "DEFAULT_ALLOWANCE",
+    "INTERACTION_TOKEN_TTL",
+    "MODERATION",
+    "RESTART",
+    "Ban",
+    "Database",
+    "DenyReason",
+    "EffectiveLimit",
+    "Generation",
+    "GenerationStatus",
+    "GuildSettings",
+    "LedgerState",
+    "LimitSource",
+    "MemberUsage",
+    "ModelUsage",
+    "NewGeneration",
+    "NotFound",
+    "PeriodMode",
+    "QuotaDenied",
+    "QuotaStatus",
+    "ReconcileReport",
+    "Reservation",
+    "Settlement",
+    "StorageError",
+    "UsageReport",
+    "latest_version",
+    "next_daily_reset",
+    "period_start",
+]

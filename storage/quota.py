@@ -1,0 +1,442 @@
+"""Quota rules: periods, effective allowances, usage, and the checks a reservation must pass.
+
+Credits count from the moment they are reserved (`ledger.created_at` decides the period); reserved and charged
+credits count, refunded ones don't. Concurrency counts generations that are queued or running.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from enum import StrEnum
+
+import aiosqlite
+
+from storage._core import Core, fetchall, fetchone, placeholders
+from storage.guilds import Ban, GuildSettings, PeriodMode, read_guild_settings
+
+log = logging.getLogger(__name__)
+
+DAY = 24 * 60 * 60.0
+
+
+class LimitSource(StrEnum):
+    DEFAULT = "default"  # the guild's default allowance
+    ROLE = "role"  # the most generous of the member's roles
+    OVERRIDE = "override"  # set for this member
+    EXEMPT = "exempt"  # an admin in a guild that exempts admins
+
+
+class DenyReason(StrEnum):
+    BANNED = "banned"
+    CHANNEL_NOT_ALLOWED = "channel_not_allowed"
+    MEMBER_CONCURRENCY = "member_concurrency"
+    GUILD_CONCURRENCY = "guild_concurrency"
+    MEMBER_QUOTA = "member_quota"
+    GUILD_BUDGET = "guild_budget"
+
+
+class LedgerState(StrEnum):
+    RESERVED = "reserved"
+    CHARGED = "charged"
+    REFUNDED = "refunded"
+
+
+@dataclass(frozen=True, slots=True)
+class EffectiveLimit:
+    credits: int | None  # None: unlimited
+    source: LimitSource
+    role_id: int | None = None  # the role it comes from, when source is ROLE
+
+    @property
+    def unlimited(self) -> bool:
+        return self.credits is None
+
+
+@dataclass(frozen=True, slots=True)
+class Reservation:
+    """Credits held for a new generation; charged on success, refunded on failures that aren't the member's."""
+
+    generation_id: int
+    cost: int
+    used: int  # the member's credits counted this period, this reservation included
+    limit: EffectiveLimit
+    resets_at: float | None  # epoch seconds; None when nothing is counted in a rolling window
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaDenied:
+    """Why a request was refused, with the numbers a one-line answer needs."""
+
+    reason: DenyReason
+    cost: int = 0
+    used: int = 0  # credits counted this period (member's, or the guild's for GUILD_BUDGET)
+    limit: int | None = None  # the allowance or budget
+    limit_source: LimitSource | None = None
+    resets_at: float | None = None  # when enough frees up; None when waiting won't help (cost > limit)
+    running: int = 0  # jobs queued or running (member's, or the guild's for GUILD_CONCURRENCY)
+    max_running: int | None = None
+    ban_reason: str | None = None
+    allowed_channel_ids: tuple[int, ...] = ()
+
+    @property
+    def left(self) -> int | None:
+        return None if self.limit is None else max(self.limit - self.used, 0)
+
+
+@dataclass(frozen=True, slots=True)
+class QuotaStatus:
+    """What `/sora-quota` shows a member."""
+
+    guild_id: int
+    user_id: int
+    limit: EffectiveLimit
+    used: int  # reserved + charged credits this period
+    in_flight: int  # the reserved part of `used`
+    period_mode: PeriodMode
+    reset_hour: int
+    period_start: float
+    resets_at: float | None
+    running: int
+    max_running: int | None  # None when exempt
+    guild_running: int
+    max_guild_running: int | None
+    budget: int | None
+    budget_used: int
+    ban: Ban | None = None
+    role_allowances: dict[int, int | None] = field(default_factory=dict)  # the member's roles that have one
+
+    @property
+    def left(self) -> int | None:
+        return None if self.limit.credits is None else max(self.limit.credits - self.used, 0)
+
+    @property
+    def budget_left(self) -> int | None:
+        return None if self.budget is None else max(self.budget - self.budget_used, 0)
+
+
+def period_start(mode: PeriodMode, reset_hour: int, now: float) -> float:
+    """Start of the counting window at `now`: the last daily reset, or 24 h ago for a rolling window."""
+    if mode == PeriodMode.ROLLING:
+        return now - DAY
+    offset = reset_hour * 3600.0
+    # Epoch days are UTC days (no leap seconds), so whole days since the epoch line up with the reset hour.
+    return math.floor((now - offset) / DAY) * DAY + offset
+
+
+def next_daily_reset(reset_hour: int, now: float) -> float:
+    return period_start(PeriodMode.DAILY, reset_hour, now) + DAY
+
+
+def pick_limit(
+    settings: GuildSettings,
+    role_allowances: dict[int, int | None],
+    *,
+    has_override: bool = False,
+    override: int | None = None,
+    exempt: bool = False,
+) -> EffectiveLimit:
+    """Exempt admin > member override > most generous role (unlimited beats any number) > guild default.
+
+    `override` None with `has_override` means the member's override is "unlimited".
+    """
+    if exempt:
+        return EffectiveLimit(None, LimitSource.EXEMPT)
+    if has_override:
+        return EffectiveLimit(override, LimitSource.OVERRIDE)
+    if role_allowances:
+        unlimited = [role for role, credits in role_allowances.items() if credits is None]
+        if unlimited:
+            return EffectiveLimit(None, LimitSource.ROLE, min(unlimited))
+        role, credits = max(role_allowances.items(), key=lambda item: (item[1], -item[0]))
+        return EffectiveLimit(credits, LimitSource.ROLE, role)
+    return EffectiveLimit(settings.default_allowance, LimitSource.DEFAULT)
+
+
+@dataclass(frozen=True, slots=True)
+class _Context:
+    """Everything a quota decision reads, gathered inside the caller's transaction."""
+
+    settings: GuildSettings
+    ban: Ban | None
+    allowed_channels: tuple[int, ...]
+    limit: EffectiveLimit
+    role_allowances: dict[int, int | None]
+    member_start: float
+    guild_start: float
+    member_used: int
+    member_in_flight: int
+    guild_used: int
+    running: int
+    guild_running: int
+    exempt: bool
+
+
+async def _read_context(
+    conn: aiosqlite.Connection,
+    guild_id: int,
+    user_id: int,
+    role_ids: Iterable[int],
+    *,
+    is_admin: bool,
+    now: float,
+) -> _Context:
+    settings = await read_guild_settings(conn, guild_id)
+    ban_row = await fetchone(conn, "SELECT * FROM bans WHERE guild_id = ? AND user_id = ?", (guild_id, user_id))
+    ban = Ban(**dict(ban_row)) if ban_row is not None else None
+    channel_rows = await fetchall(
+        conn, "SELECT channel_id FROM allowed_channels WHERE guild_id = ? ORDER BY created_at, channel_id", (guild_id,)
+    )
+    roles = tuple(dict.fromkeys(role_ids))
+    role_rows = (
+        await fetchall(
+            conn,
+            f"SELECT role_id, allowance FROM role_allowances WHERE guild_id = ? AND role_id IN ({placeholders(roles)})",
+            (guild_id, *roles),
+        )
+        if roles
+        else []
+    )
+    override_row = await fetchone(
+        conn, "SELECT allowance FROM member_overrides WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
+    )
+    role_allowances = {row["role_id"]: row["allowance"] for row in role_rows}
+    exempt = is_admin and settings.admins_exempt
+    limit = pick_limit(
+        settings,
+        role_allowances,
+        has_override=override_row is not None,
+        override=override_row["allowance"] if override_row is not None else None,
+        exempt=exempt,
+    )
+
+    start = period_start(settings.period_mode, settings.reset_hour, now)
+    resets = await fetchone(
+        conn,
+        "SELECT MAX(CASE WHEN user_id IS NULL THEN reset_at END) AS guild_reset, MAX(reset_at) AS member_reset "
+        "FROM quota_resets WHERE guild_id = ? AND (user_id IS NULL OR user_id = ?)",
+        (guild_id, user_id),
+    )
+    guild_start = max(start, resets["guild_reset"] or start) if resets else start
+    member_start = max(start, resets["member_reset"] or start) if resets else start
+    member = await fetchone(
+        conn,
+        "SELECT COALESCE(SUM(credits), 0) AS used, COALESCE(SUM(CASE WHEN state = 'reserved' THEN credits END), 0) "
+        "AS in_flight FROM ledger WHERE guild_id = ? AND user_id = ? AND created_at >= ? AND state != 'refunded'",
+        (guild_id, user_id, member_start),
+    )
+    guild_used = 0
+    if settings.budget is not None:
+        guild = await fetchone(
+            conn,
+            "SELECT COALESCE(SUM(credits), 0) AS used FROM ledger "
+            "WHERE guild_id = ? AND created_at >= ? AND state != 'refunded'",
+            (guild_id, guild_start),
+        )
+        guild_used = guild["used"] if guild else 0
+    running = await fetchone(
+        conn,
+        "SELECT COUNT(*) AS guild_running, COALESCE(SUM(user_id = ?), 0) AS running FROM generations "
+        "WHERE guild_id = ? AND status IN ('queued', 'running')",
+        (user_id, guild_id),
+    )
+    return _Context(
+        settings=settings,
+        ban=ban,
+        allowed_channels=tuple(row["channel_id"] for row in channel_rows),
+        limit=limit,
+        role_allowances=role_allowances,
+        member_start=member_start,
+        guild_start=guild_start,
+        member_used=member["used"] if member else 0,
+        member_in_flight=member["in_flight"] if member else 0,
+        guild_used=guild_used,
+        running=running["running"] if running else 0,
+        guild_running=running["guild_running"] if running else 0,
+        exempt=exempt,
+    )
+
+
+async def _frees_up_at(
+    conn: aiosqlite.Connection,
+    ctx: _Context,
+    *,
+    guild_id: int,
+    user_id: int | None,
+    used: int,
+    limit: int,
+    cost: int,
+    now: float,
+) -> float | None:
+    """When `cost` more credits fit under `limit`: the next daily reset, or in a rolling window the moment enough
+    of the oldest counted credits are 24 h old. None when waiting can't help."""
+    if cost > limit:
+        return None
+    if ctx.settings.period_mode == PeriodMode.DAILY:
+        return next_daily_reset(ctx.settings.reset_hour, now)
+    need = used + cost - limit
+    if user_id is None:
+        sql = (
+            "SELECT created_at, credits FROM ledger WHERE guild_id = ? AND created_at >= ? AND state != 'refunded' "
+            "AND credits > 0 ORDER BY created_at"
+        )
+        params: tuple[object, ...] = (guild_id, ctx.guild_start)
+    else:
+        sql = (
+            "SELECT created_at, credits FROM ledger WHERE guild_id = ? AND user_id = ? AND created_at >= ? "
+            "AND state != 'refunded' AND credits > 0 ORDER BY created_at"
+        )
+        params = (guild_id, user_id, ctx.member_start)
+    freed = 0
+    for row in await fetchall(conn, sql, params):
+        freed += row["credits"]
+        if freed >= max(need, 1):
+            return float(row["created_at"]) + DAY
+    return None
+
+
+async def _rolling_next_free(conn: aiosqlite.Connection, guild_id: int, user_id: int, start: float) -> float | None:
+    row = await fetchone(
+        conn,
+        "SELECT MIN(created_at) AS oldest FROM ledger WHERE guild_id = ? AND user_id = ? AND created_at >= ? "
+        "AND state != 'refunded' AND credits > 0",
+        (guild_id, user_id, start),
+    )
+    return float(row["oldest"]) + DAY if row is not None and row["oldest"] is not None else None
+
+
+async def check_reservation(
+    conn: aiosqlite.Connection,
+    *,
+    guild_id: int,
+    user_id: int,
+    channel_id: int,
+    parent_channel_id: int | None,
+    role_ids: Iterable[int],
+    is_admin: bool,
+    cost: int,
+    now: float,
+) -> tuple[_Context, QuotaDenied | None]:
+    """Decide whether `cost` credits may be reserved now. Must run inside the caller's write transaction."""
+    ctx = await _read_context(conn, guild_id, user_id, role_ids, is_admin=is_admin, now=now)
+    settings = ctx.settings
+    if ctx.ban is not None:
+        return ctx, QuotaDenied(DenyReason.BANNED, cost=cost, ban_reason=ctx.ban.reason)
+    if ctx.allowed_channels and not {channel_id, parent_channel_id} & set(ctx.allowed_channels):
+        return ctx, QuotaDenied(DenyReason.CHANNEL_NOT_ALLOWED, cost=cost, allowed_channel_ids=ctx.allowed_channels)
+    if not ctx.exempt and ctx.running >= settings.max_concurrent_member:
+        return ctx, QuotaDenied(
+            DenyReason.MEMBER_CONCURRENCY, cost=cost, running=ctx.running, max_running=settings.max_concurrent_member
+        )
+    if settings.max_concurrent_guild is not None and ctx.guild_running >= settings.max_concurrent_guild:
+        return ctx, QuotaDenied(
+            DenyReason.GUILD_CONCURRENCY,
+            cost=cost,
+            running=ctx.guild_running,
+            max_running=settings.max_concurrent_guild,
+        )
+    limit = ctx.limit.credits
+    if limit is not None and ctx.member_used + cost > limit:
+        resets_at = await _frees_up_at(
+            conn, ctx, guild_id=guild_id, user_id=user_id, used=ctx.member_used, limit=limit, cost=cost, now=now
+        )
+        return ctx, QuotaDenied(
+            DenyReason.MEMBER_QUOTA,
+            cost=cost,
+            used=ctx.member_used,
+            limit=limit,
+            limit_source=ctx.limit.source,
+            resets_at=resets_at,
+            running=ctx.running,
+            max_running=settings.max_concurrent_member,
+        )
+    budget = settings.budget
+    if budget is not None and ctx.guild_used + cost > budget:
+        resets_at = await _frees_up_at(
+            conn, ctx, guild_id=guild_id, user_id=None, used=ctx.guild_used, limit=budget, cost=cost, now=now
+        )
+        return ctx, QuotaDenied(
+            DenyReason.GUILD_BUDGET, cost=cost, used=ctx.guild_used, limit=budget, resets_at=resets_at
+        )
+    return ctx, None
+
+
+async def reservation_resets_at(
+    conn: aiosqlite.Connection, ctx: _Context, guild_id: int, user_id: int, now: float
+) -> float | None:
+    """When the member's counted credits next go down: the next daily reset, or (rolling) when the oldest
+    counted credit turns 24 h old."""
+    if ctx.settings.period_mode == PeriodMode.DAILY:
+        return next_daily_reset(ctx.settings.reset_hour, now)
+    return await _rolling_next_free(conn, guild_id, user_id, ctx.member_start)
+
+
+class QuotaMixin(Core):
+    async def quota_status(
+        self, guild_id: int, user_id: int, role_ids: Iterable[int] = (), *, is_admin: bool = False
+    ) -> QuotaStatus:
+        """The member's effective limits, usage this period, reset time and running jobs."""
+        now = self._now()
+        async with self._transaction(write=False) as conn:
+            ctx = await _read_context(conn, guild_id, user_id, role_ids, is_admin=is_admin, now=now)
+            resets_at = await reservation_resets_at(conn, ctx, guild_id, user_id, now)
+            budget_used = 0 if ctx.settings.budget is None else ctx.guild_used
+        settings = ctx.settings
+        return QuotaStatus(
+            guild_id=guild_id,
+            user_id=user_id,
+            limit=ctx.limit,
+            used=ctx.member_used,
+            in_flight=ctx.member_in_flight,
+            period_mode=settings.period_mode,
+            reset_hour=settings.reset_hour,
+            period_start=ctx.member_start,
+            resets_at=resets_at,
+            running=ctx.running,
+            max_running=None if ctx.exempt else settings.max_concurrent_member,
+            guild_running=ctx.guild_running,
+            max_guild_running=settings.max_concurrent_guild,
+            budget=settings.budget,
+            budget_used=budget_used,
+            ban=ctx.ban,
+            role_allowances=ctx.role_allowances,
+        )
+
+    async def check_access(
+        self, guild_id: int, user_id: int, channel_id: int, parent_channel_id: int | None = None
+    ) -> QuotaDenied | None:
+        """A cheap early check (ban, channel allow-list) before anything is spent; reserving checks again."""
+        async with self._transaction(write=False) as conn:
+            ban = await fetchone(
+                conn, "SELECT reason FROM bans WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
+            )
+            if ban is not None:
+                return QuotaDenied(DenyReason.BANNED, ban_reason=ban["reason"])
+            rows = await fetchall(
+                conn,
+                "SELECT channel_id FROM allowed_channels WHERE guild_id = ? ORDER BY created_at, channel_id",
+                (guild_id,),
+            )
+        allowed = tuple(row["channel_id"] for row in rows)
+        if allowed and not {channel_id, parent_channel_id} & set(allowed):
+            return QuotaDenied(DenyReason.CHANNEL_NOT_ALLOWED, allowed_channel_ids=allowed)
+        return None
+
+
+__all__ = [
+    "DAY",
+    "DenyReason",
+    "EffectiveLimit",
+    "LedgerState",
+    "LimitSource",
+    "QuotaDenied",
+    "QuotaMixin",
+    "QuotaStatus",
+    "Reservation",
+    "check_reservation",
+    "next_daily_reset",
+    "period_start",
+    "pick_limit",
+]
