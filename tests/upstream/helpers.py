@@ -1,0 +1,63 @@
+"""Small helpers shared by the upstream tests (the fixtures themselves live in `tests/fixtures/upstream.py`)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from pathlib import Path
+
+from bot.fake_upstream.app import sample_thumbnail
+from bot.upstream.types import Event, Failed, Progress, Succeeded, TaskId, VideoRequest
+
+PNG = sample_thumbnail()
+
+
+def request(prompt: str = "a cat on a piano", **fields: object) -> VideoRequest:
+    values: dict[str, object] = {"model": "sora-2", "seconds": 8, "size": "1280x720"}
+    values.update(fields)
+    return VideoRequest(prompt=prompt, **values)  # type: ignore[arg-type]
+
+
+async def collect(events: AsyncIterator[Event]) -> list[Event]:
+    async with aclosing(events) as stream:  # type: ignore[type-var]
+        return [event async for event in stream]
+
+
+async def first_task_id(events: AsyncIterator[Event]) -> str:
+    """Read a stream up to its task id, then close it (the job keeps running upstream)."""
+    async with aclosing(events) as stream:  # type: ignore[type-var]
+        async for event in stream:
+            if isinstance(event, TaskId):
+                return event.task_id
+            assert not isinstance(event, Succeeded | Failed), event
+    raise AssertionError("no task id")
+
+
+def terminal(events: list[Event]) -> Event:
+    ends = [e for e in events if isinstance(e, Succeeded | Failed)]
+    assert len(ends) == 1, events
+    assert events[-1] is ends[0], events
+    return ends[0]
+
+
+def succeeded(events: list[Event]) -> Succeeded:
+    end = terminal(events)
+    assert isinstance(end, Succeeded), end
+    return end
+
+
+def failed(events: list[Event]) -> Failed:
+    end = terminal(events)
+    assert isinstance(end, Failed), end
+    return end
+
+
+def progress_values(events: list[Event]) -> list[float]:
+    return [e.percent for e in events if isinstance(e, Progress)]
+
+
+def assert_mp4(path: Path, size: int | None = None) -> None:
+    data = path.read_bytes()
+    assert data[4:8] == b"ftyp", data[:16]
+    if size is not None:
+        assert len(data) == size
