@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 
 from bot.clock import Clock
 from bot.streamer import EditScheduler, MessagePayload, Priority, ProgressStreamer
@@ -44,7 +45,7 @@ async def test_updates_coalesce_and_the_final_edit_lands() -> None:
     assert contents[-1] == "done"
     assert len(contents) < 10  # coalesced, not one edit per update
     times = [when for when, _ in target.edits]
-    assert all(b - a >= 0.1 - 1e-3 for a, b in zip(times, times[1:], strict=False))
+    assert all(b - a >= 0.1 - 1e-3 for a, b in itertools.pairwise(times))
     await scheduler.close()
 
 

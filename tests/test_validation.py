@@ -63,14 +63,14 @@ def test_attachment_metadata_checks() -> None:
     model = SETTINGS.models["veo-3.1"]
     ok = AttachmentInfo("cat.png", 1000, "image/png", "https://cdn.example/cat.png")
     check_attachment_metadata(ok, model)
-    with pytest.raises(InvalidRequest, match="error.not_an_image"):
+    with pytest.raises(InvalidRequest, match=r"error\.not_an_image"):
         check_attachment_metadata(AttachmentInfo("doc.pdf", 10, "application/pdf", "u"), model)
-    with pytest.raises(InvalidRequest, match="error.image_too_big"):
+    with pytest.raises(InvalidRequest, match=r"error\.image_too_big"):
         check_attachment_metadata(AttachmentInfo("big.png", 50 * 2**20, "image/png", "u"), model)
-    with pytest.raises(InvalidRequest, match="error.too_many_images"):
+    with pytest.raises(InvalidRequest, match=r"error\.too_many_images"):
         check_attachment_metadata(ok, model, count=4)
     no_images = SETTINGS.models["sora-2"].model_copy(update={"reference_images": 0})
-    with pytest.raises(InvalidRequest, match="error.no_images"):
+    with pytest.raises(InvalidRequest, match=r"error\.no_images"):
         check_attachment_metadata(ok, no_images)
 
 
