@@ -184,6 +184,7 @@ class FakeState:
 
 
 STATE_KEY = web.AppKey("fake_state", FakeState)
+FORM_KEY = web.RequestKey("fake_form", dict)  # the multipart form, already read by the middleware
 
 
 def state_of(request: web.Request) -> FakeState:
@@ -272,7 +273,7 @@ async def record_and_authenticate(request: web.Request, handler):
             recorded.json = None
     elif request.can_read_body and request.content_type.startswith("multipart/"):
         recorded.form = await read_multipart(request)
-        request["form"] = recorded.form
+        request[FORM_KEY] = recorded.form
     state.requests.append(recorded)
     if request.path.startswith("/files/"):
         return await handler(request)

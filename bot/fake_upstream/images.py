@@ -28,7 +28,15 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.fake_upstream.app import FakeVideo, Scenario, create_fault_response, openai_error, sample_mp4, state_of
+from bot.fake_upstream.app import (
+    FORM_KEY,
+    FakeVideo,
+    Scenario,
+    create_fault_response,
+    openai_error,
+    sample_mp4,
+    state_of,
+)
 from bot.fake_upstream.videos import drop_mid_body
 
 SAFETY_MESSAGE = (
@@ -106,7 +114,7 @@ async def generations(request: web.Request) -> web.StreamResponse:
 
 
 async def edits(request: web.Request) -> web.StreamResponse:
-    form = request.get("form")
+    form = request.get(FORM_KEY)
     if not isinstance(form, dict):
         return openai_error(400, "This endpoint expects multipart/form-data.", code="invalid_request_error")
     prompt = form.get("prompt")

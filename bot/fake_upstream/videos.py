@@ -26,6 +26,7 @@ from aiohttp import web
 
 from bot.fake_upstream.app import (
     DIRECTIVE,
+    FORM_KEY,
     SCENARIO_HEADER,
     FakeVideo,
     openai_error,
@@ -94,7 +95,7 @@ def answer(request: web.Request, video: FakeVideo, status: int = 200) -> web.Res
 
 
 async def read_create_body(request: web.Request) -> dict[str, Any]:
-    form = request.get("form")
+    form = request.get(FORM_KEY)
     if form is not None:
         return dict(form)
     if request.content_type == "application/json":
