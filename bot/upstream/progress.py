@@ -1,0 +1,434 @@
+"""Read a chat gateway's free-text answer as a sequence of signals: queue, progress, task id, links, outcome.
+
+Chat-format gateways report a video job as prose in the assistant message (seeds 000, 001, 003): a JSON echo of
+the prompt, `> ID: \\`task_…\\``, `> 排队中...`, `🏃 进度 36..44..`, `✅ 视频生成成功,[点击这里](….mp4)`, or a
+`❌ … Content Policy Violation` with no link at all. No two gateways word it the same, so nothing here trusts
+one exact sentence: every line is matched against a table of small patterns (`ROWS`, `LINK_HINTS`), and adding
+a gateway's phrasing is one row.
+
+`ProgressParser` is incremental. Complete lines are scanned once; the unfinished last line (where `36..44..`
+and `排队中......` grow) is scanned only around the newly arrived text, so a long stream costs linear time.
+The whole text is kept verbatim for the remix history.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import Enum, auto
+
+from bot.upstream.base import classify_error
+from bot.upstream.types import Event, Failed, Preview, Progress, Queued, Succeeded, TaskId
+
+FLAGS = re.IGNORECASE
+
+
+class Signal(Enum):
+    QUEUED = auto()
+    POSITION = auto()  # group 1: place in the queue
+    RUNNING = auto()
+    PERCENT = auto()  # group 1: a percentage
+    STEP = auto()  # group 1: a bare number in a progress line (`🏃 进度 36..44..`)
+    TASK_ID = auto()  # group 1
+    SID = auto()  # group 1
+    SUCCESS = auto()
+    FAILURE = auto()
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    signal: Signal
+    pattern: re.Pattern[str]
+    partial: bool = False  # also looked for in the unfinished last line, for live updates
+
+
+def row(signal: Signal, pattern: str, *, partial: bool = False) -> Row:
+    return Row(signal, re.compile(pattern, FLAGS), partial)
+
+
+# One row per phrasing, the more specific first. Rows are tried on every line that is not part of the prompt's
+# JSON echo; URLs are blanked first so a link can never look like a status.
+ROWS: tuple[Row, ...] = (
+    row(Signal.POSITION, r"(?:排队位置|队列位置|当前位置|位置|position(?: in queue)?|place in (?:the )?queue)"
+        r"\s*(?:[:：#]|is)?\s*(\d{1,6})(?!\d)", partial=True),
+    row(Signal.POSITION, r"第\s*(\d{1,6})\s*位", partial=True),
+    row(Signal.QUEUED, r"排队|队列中|等待中|⌛|\bqueued\b|\bin (?:the )?queue\b|\bwaiting\b|\bpending\b", partial=True),
+    row(Signal.RUNNING, r"生成中|处理中|渲染中|正在生成|\bgenerating\b|\bprocessing\b|\brendering\b|"
+        r"\bin[ _]progress\b|\brunning\b|🏃", partial=True),
+    row(Signal.PERCENT, r"(?<![\d.])(\d{1,3}(?:\.\d+)?)\s*[%％]", partial=True),
+    row(Signal.PERCENT, r"(?:进度|progress)\s*[:：]?\s*(\d{1,3}(?:\.\d+)?)(?![\d.%％])", partial=True),
+    row(Signal.STEP, r"(?<!\d)(?<!\d\.)(\d{1,3})\.{2,}", partial=True),
+    row(Signal.TASK_ID, r"\bID\s*[:：]\s*`([^`\s]{4,})`"),
+    row(Signal.TASK_ID, r"\btask[_ -]?id\b[\"']?\s*[:：=]\s*[`\"']?([\w.:-]{4,})"),
+    row(Signal.TASK_ID, r"任务\s*(?:ID|编号)\s*[:：]\s*`?([\w.:-]{4,})"),
+    row(Signal.TASK_ID, r"(?<![\w/.-])(task_[A-Za-z0-9_-]{4,})"),
+    row(Signal.SID, r"\bsid\s*[:：]\s*`?([\w-]{4,})"),
+    row(Signal.SUCCESS, r"✅|生成完成|生成成功|任务完成|已完成|\bgenerated successfully\b|"
+        r"\bgeneration (?:is )?complete\b|\bsucceeded\b|\bcompleted\b|\bsuccess(?:fully)?\b"),
+    row(Signal.FAILURE, r"❌|失败|\bfailed\b|\bfailure\b|(?:^|[\s>*])(?:error|错误)\s*[:：]|"
+        r"content[ _-]?policy[ _-]?violation|违反.{0,8}(?:政策|规定|规则)|内容违规|审核未通过|"
+        r"moderation[_ ]blocked|rejected by (?:the )?safety"),
+)
+
+# Lines that carry a progress counter; only they may use the bare `36..44..` form.
+PROGRESS_LINE = re.compile(r"进度|progress|🏃|percent|完成度", FLAGS)
+# Keys of the prompt echo inside a ```json fence: the member's own words, never a status.
+ECHO_KEYS = re.compile(r"^\s*\"(?:prompt|text|content|description|input|query|message|messages)\"\s*:", FLAGS)
+TASK_ID_ROWS = tuple(r for r in ROWS if r.signal is Signal.TASK_ID)
+PARTIAL_ROWS = tuple(r for r in ROWS if r.partial)
+NUMERIC = frozenset({Signal.POSITION, Signal.PERCENT, Signal.STEP})
+
+
+def _any_of(rows: tuple[Row, ...]) -> re.Pattern[str]:
+    return re.compile("|".join(f"(?:{r.pattern.pattern})" for r in rows), FLAGS)
+
+
+ANY_ROW = _any_of(ROWS)
+ANY_PARTIAL = _any_of(PARTIAL_ROWS)
+
+# --- links -----------------------------------------------------------------------------------------------
+
+
+class LinkKind(Enum):
+    DATA = auto()  # 数据预览 / 原始数据: the task's data pages, neither the video nor a picture of it
+    PREVIEW = auto()
+    VIDEO = auto()
+
+
+@dataclass(frozen=True, slots=True)
+class LinkHint:
+    kind: LinkKind
+    where: str  # "label" | "url" | "context"
+    pattern: re.Pattern[str]
+    weight: int = 0
+
+
+def hint(kind: LinkKind, where: str, pattern: str, weight: int = 0) -> LinkHint:
+    return LinkHint(kind, where, re.compile(pattern, FLAGS), weight)
+
+
+LINK_HINTS: tuple[LinkHint, ...] = (
+    hint(LinkKind.DATA, "label", r"数据预览|原始数据|\braw\b|source data|\bjson\b|任务详情|task (?:detail|info|page)"),
+    hint(LinkKind.PREVIEW, "label", r"预览|缩略图|封面|thumbnail|\bthumb\b|preview|poster|cover"),
+    hint(LinkKind.PREVIEW, "url", r"\.(?:png|jpe?g|webp|gif|avif)(?:$|[?#])"),
+    hint(LinkKind.VIDEO, "url", r"\.(?:mp4|webm|mov|m4v)(?:$|[?#])", 4),
+    hint(LinkKind.VIDEO, "label", r"视频文件|下载|download|\bmp4\b", 3),
+    hint(LinkKind.VIDEO, "label", r"点击这里|点击查看|查看视频|观看|播放|click here|\bwatch\b|view (?:the )?video", 2),
+    hint(LinkKind.VIDEO, "label", r"视频|video", 1),
+    hint(LinkKind.VIDEO, "context", r"视频|video|点击|click", 1),
+)
+VIDEO_TAG_WEIGHT = 3  # the src of an HTML <video>/<source>
+STRONG_VIDEO = 2  # below this, a link counts as the video only when the text also says it succeeded
+
+MD_LINK = re.compile(r"(!?)\[([^\]\n]*)\]\(\s*<?([^\s)>]+)>?(?:\s+[\"'][^\"'\n]*[\"'])?\s*\)")
+HTML_TAG = re.compile(r"<(video|source|a|img)\b([^>]*)>(?:([^<]{0,200})</a>)?", FLAGS)
+ATTR = re.compile(r"\b(src|href|poster)\s*=\s*(?:\"([^\"]*)\"|'([^']*)'|([^\s>]+))", FLAGS)
+BARE_URL = re.compile(r"https?://[^\s<>\"'`()\[\]]+", FLAGS)
+URL_TRAILER = ".,;:!?~，。；：！？、）」】"
+CONTEXT_CHARS = 24
+
+
+@dataclass(frozen=True, slots=True)
+class Link:
+    url: str
+    kind: LinkKind
+    score: int
+    line: int
+
+
+def classify_link(url: str, label: str, context: str, *, tag: str = "", attr: str = "") -> tuple[LinkKind, int]:
+    """(kind, video score) for one link, from its label, its URL, the words around it and its HTML tag."""
+    fields = {"label": label, "url": url, "context": context}
+    if any(h.kind is LinkKind.DATA and h.pattern.search(fields[h.where]) for h in LINK_HINTS):
+        return LinkKind.DATA, 0
+    labelled_preview = any(
+        h.kind is LinkKind.PREVIEW and h.where == "label" and h.pattern.search(label) for h in LINK_HINTS
+    )
+    score = 1 + sum(h.weight for h in LINK_HINTS if h.kind is LinkKind.VIDEO and h.pattern.search(fields[h.where]))
+    if tag in ("video", "source") and attr == "src":
+        score += VIDEO_TAG_WEIGHT
+    image_url = any(h.kind is LinkKind.PREVIEW and h.where == "url" and h.pattern.search(url) for h in LINK_HINTS)
+    if labelled_preview or attr == "poster" or tag == "img" or image_url:
+        return LinkKind.PREVIEW, score
+    return LinkKind.VIDEO, score
+
+
+def find_links(line: str) -> list[tuple[int, int, str, str, str, str]]:
+    """Every link in one line as (start, end, url, label, tag, attr): markdown, HTML tags, then bare URLs."""
+    found: list[tuple[int, int, str, str, str, str]] = []
+    for match in MD_LINK.finditer(line):
+        found.append((match.start(), match.end(), match.group(3), match.group(2), "img" if match.group(1) else "", ""))
+    for match in HTML_TAG.finditer(line):
+        tag = match.group(1).lower()
+        for attr in ATTR.finditer(match.group(2)):
+            url = attr.group(2) or attr.group(3) or attr.group(4) or ""
+            found.append((match.start(), match.end(), url, match.group(3) or "", tag, attr.group(1).lower()))
+    if found:
+        taken = [(start, end) for start, end, *_ in found]
+        for match in BARE_URL.finditer(line):
+            if not any(start <= match.start() < end for start, end in taken):
+                found.append((match.start(), match.end(), match.group().rstrip(URL_TRAILER), "", "", ""))
+    else:
+        for match in BARE_URL.finditer(line):
+            found.append((match.start(), match.end(), match.group().rstrip(URL_TRAILER), "", "", ""))
+    return [f for f in found if f[2].lower().startswith(("http://", "https://", "//", "/"))]
+
+
+# --- the parser ------------------------------------------------------------------------------------------
+
+
+class ProgressParser:
+    """Feed assistant text as it arrives; get the events it reveals; ask for the outcome at the end.
+
+    `ignore` holds text the gateway may echo back (the prompt), which must never be read as a status.
+    """
+
+    OVERLAP = 16  # a keyword split across two arrivals is still found
+    TAIL = 64
+
+    def __init__(self, *, ignore: tuple[str, ...] | list[str] = ()) -> None:
+        self._parts: list[str] = []
+        self._text: str | None = ""
+        self._line_parts: list[str] = []
+        self._tail = ""  # the last TAIL characters of the unfinished line
+        self._line_no = 0
+        self._offset = 0  # where the unfinished line starts in the whole text
+        self._progress_line = False
+        self._fence: str | None = None  # the open code fence's language ("" for a bare ```)
+        self._running = False
+        self._ignore = tuple(
+            sorted({s.strip() for text in ignore for s in text.splitlines() if len(s.strip()) >= 4}, key=len)[::-1]
+        )
+        self.queued = False
+        self.position: int | None = None
+        self.started = False
+        self.percent = -1.0
+        self.task_id: str | None = None
+        self.sid: str | None = None
+        self.previews: list[str] = []
+        self.videos: list[Link] = []
+        self.success_line: int | None = None
+        self.failures: list[tuple[int, int]] = []  # (line, offset of that line in the text)
+
+    # --- feeding -------------------------------------------------------------------------------------------
+
+    @property
+    def text(self) -> str:
+        """Everything fed so far, verbatim."""
+        if self._text is None:
+            self._text = "".join(self._parts)
+            self._parts = [self._text]
+        return self._text
+
+    def feed(self, text: str) -> list[Event]:
+        """Take the next piece of assistant text; returns the non-terminal events it completed."""
+        if not text:
+            return []
+        self._parts.append(text)
+        self._text = None
+        if "\n" not in text:
+            self._line_parts.append(text)
+            window = self._tail + text
+            self._tail = window[-self.TAIL :]
+            if self._fence is not None:
+                return []  # nothing live happens inside a code block (the prompt echo, an HTML tag)
+            return self._scan_partial(window, max(0, len(window) - len(text) - self.OVERLAP))
+        first, *middle, last = text.split("\n")
+        self._line_parts.append(first)
+        events: list[Event] = []
+        self._scan_line("".join(self._line_parts), events)
+        for line in middle:
+            self._scan_line(line, events)
+        self._line_parts = [last] if last else []
+        self._tail = last[-self.TAIL :]
+        if last and self._fence is None:
+            events.extend(self._scan_partial(last, 0))
+        return events
+
+    def finish(self) -> list[Event]:
+        """The text is complete: read its unfinished last line too."""
+        events: list[Event] = []
+        if self._line_parts:
+            self._scan_line("".join(self._line_parts), events)
+            self._line_parts = []
+            self._tail = ""
+        return events
+
+    # --- the outcome ---------------------------------------------------------------------------------------
+
+    @property
+    def video(self) -> Link | None:
+        """The best video link: the highest score, the later one on a tie; weak links only after a success."""
+        floor = 1 if self.success_line is not None else STRONG_VIDEO
+        best: Link | None = None
+        for link in self.videos:
+            if link.score >= floor and (best is None or link.score >= best.score):
+                best = link
+        return best
+
+    @property
+    def thumbnail(self) -> str | None:
+        return self.previews[-1] if self.previews else None
+
+    def failure_reason(self) -> str | None:
+        """The gateway's words about a failure announced after the video link (or with no link), if any."""
+        video = self.video
+        for line, offset in self.failures:
+            if video is None or line >= video.line:
+                return clean_reason(self.text[offset : offset + 2000])
+        return None
+
+    def outcome(self) -> Succeeded | Failed | None:
+        """What the text says happened, or None when it says neither (the caller picks the reason)."""
+        reason = self.failure_reason()
+        if reason is not None:
+            kind = classify_error(None, reason).kind
+            return Failed(kind, reason, task_id=self.task_id or self.sid, assistant_text=self.text)
+        video = self.video
+        if video is not None:
+            return Succeeded(
+                video.url, task_id=self.task_id or self.sid, thumbnail_url=self.thumbnail, assistant_text=self.text
+            )
+        return None
+
+    # --- internals -----------------------------------------------------------------------------------------
+
+    @staticmethod
+    def _looks_like_json(line: str) -> bool:
+        """A line of a JSON document (the prompt echo), as opposed to prose that follows an unclosed fence."""
+        first = line[:1]
+        return first in ('{', '}', '"', "]", ",") or (first == "[" and not MD_LINK.match(line))
+
+    def _scan_partial(self, window: str, start: int) -> list[Event]:
+        if not ANY_PARTIAL.search(window, start):
+            return []
+        if not self._progress_line and PROGRESS_LINE.search(window):
+            self._progress_line = True
+        events: list[Event] = []
+        end = len(window)
+        for rule in PARTIAL_ROWS:
+            if rule.signal is Signal.STEP and not self._progress_line:
+                continue
+            if rule.signal is Signal.PERCENT and not self._progress_line:
+                continue  # without a progress word, wait for the line to end (it may be the echoed prompt)
+            for match in rule.pattern.finditer(window, start):
+                if match.end() == end and rule.signal in NUMERIC and window[end - 1].isdigit():
+                    continue  # `3` may yet become `36`
+                self._apply(rule.signal, match, events)
+        self._started_running(events)
+        return events
+
+    def _scan_line(self, line: str, events: list[Event]) -> None:
+        line_no = self._line_no
+        offset = self._offset
+        self._line_no += 1
+        self._offset += len(line) + 1
+        progress_line = self._progress_line
+        self._progress_line = False
+        body = line.strip().lstrip(">").strip()
+        if not body:
+            return
+        if body.startswith("```"):
+            inner, closed, _ = body[3:].partition("```")
+            if not closed:  # a fence opens or closes; a one-line ```html <video …>``` does neither
+                self._fence = None if self._fence is not None else inner.strip().lower()
+                return
+            line = inner
+        if self._fence is not None and self._looks_like_json(body):
+            if not ECHO_KEYS.match(body):
+                for rule in TASK_ID_ROWS:
+                    for match in rule.pattern.finditer(body):
+                        self._apply(rule.signal, match, events)
+            return
+        for echoed in self._ignore:
+            if echoed in line:
+                line = line.replace(echoed, " ")
+        links = find_links(line) if ("//" in line or "](" in line or "src" in line) else []
+        scan = line
+        for start, end, url, label, tag, attr in links:
+            context = line[max(0, start - CONTEXT_CHARS) : start] + " " + line[end : end + CONTEXT_CHARS]
+            kind, score = classify_link(url, label, context, tag=tag, attr=attr)
+            if kind is LinkKind.PREVIEW:
+                if url not in self.previews:
+                    self.previews.append(url)
+                    events.append(Preview(url))
+            elif kind is LinkKind.VIDEO:
+                self.videos.append(Link(url, kind, score, line_no))
+            scan = scan.replace(url, " ")
+        if not ANY_ROW.search(scan):
+            return
+        progress_line = progress_line or bool(PROGRESS_LINE.search(scan))
+        for rule in ROWS:
+            if rule.signal is Signal.STEP and not progress_line:
+                continue
+            for match in rule.pattern.finditer(scan):
+                if rule.signal is Signal.SUCCESS:
+                    self.success_line = line_no
+                elif rule.signal is Signal.FAILURE:
+                    if not self.failures or self.failures[-1][0] != line_no:
+                        self.failures.append((line_no, offset))
+                else:
+                    self._apply(rule.signal, match, events)
+        self._started_running(events)
+
+    def _started_running(self, events: list[Event]) -> None:
+        if self._running:
+            self._running = False
+            if self.percent < 0:
+                self.percent = 0.0
+                self.started = True
+                events.append(Progress(0.0))
+
+    def _apply(self, signal: Signal, match: re.Match[str], events: list[Event]) -> None:
+        if signal is Signal.PERCENT or signal is Signal.STEP:
+            value = float(match.group(1))
+            if value > self.percent and value <= 100.0:
+                self.percent = value
+                self.started = True
+                events.append(Progress(value))
+        elif signal is Signal.QUEUED:
+            if not self.queued and not self.started:
+                self.queued = True
+                events.append(Queued(self.position))
+        elif signal is Signal.POSITION:
+            position = int(match.group(1))
+            if position != self.position and not self.started:
+                self.position = position
+                self.queued = True
+                events.append(Queued(position))
+        elif signal is Signal.RUNNING:
+            self._running = True  # reported by _started_running unless the same text also has a number
+        elif signal is Signal.TASK_ID:
+            if self.task_id is None:
+                self.task_id = match.group(1)
+                events.append(TaskId(self.task_id, resumable=False))
+        elif signal is Signal.SID and self.sid is None:
+            self.sid = match.group(1)
+
+
+REASON_MARKUP = re.compile(r"^[\s>*#`]+|[*`]+|\[([^\]]*)\]\([^)]*\)", re.MULTILINE)
+MAX_REASON = 300
+
+
+def clean_reason(text: str) -> str:
+    """A failure's own words as one short line: quote marks, emphasis and link targets dropped."""
+    lines = [REASON_MARKUP.sub(lambda m: m.group(1) or "", line).strip() for line in text.splitlines()]
+    reason = " ".join(" ".join(line for line in lines if line).split())
+    if len(reason) > MAX_REASON:
+        reason = reason[: MAX_REASON - 1].rstrip() + "…"
+    return reason or "the gateway reported a failure"
+
+
+__all__ = [
+    "LINK_HINTS",
+    "ROWS",
+    "Link",
+    "LinkHint",
+    "LinkKind",
+    "ProgressParser",
+    "Row",
+    "Signal",
+    "classify_link",
+    "clean_reason",
+    "find_links",
+]
