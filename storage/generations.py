@@ -16,13 +16,12 @@ from typing import Any
 import aiosqlite
 
 from storage._core import Core, NotFound, execute, fetchall, fetchone
-from storage.guilds import read_guild_settings
 from storage.quota import (
     LedgerState,
     QuotaDenied,
     Reservation,
     check_reservation,
-    reservation_resets_at,
+    next_reset,
 )
 
 log = logging.getLogger(__name__)
@@ -246,14 +245,13 @@ class GenerationsMixin(Core):
                 "VALUES (?, ?, ?, ?, ?, 'reserved', ?)",
                 (generation_id, new.guild_id, new.user_id, new.model, new.cost, now),
             )
-            resets_at = await reservation_resets_at(conn, ctx, new.guild_id, new.user_id, now)
         log.debug("generation %s reserved %s credits for user %s", generation_id, new.cost, new.user_id)
         return Reservation(
             generation_id=generation_id,
             cost=new.cost,
             used=ctx.member_used + new.cost,
             limit=ctx.limit,
-            resets_at=resets_at,
+            resets_at=next_reset(ctx, now, reserved=new.cost),
         )
 
     async def get_generation(self, generation_id: int) -> Generation | None:
@@ -439,8 +437,9 @@ class GenerationsMixin(Core):
         async with self._transaction() as conn:
             row = await fetchone(
                 conn,
-                "SELECT g.status, g.guild_id, l.state, l.credits FROM generations AS g "
-                "LEFT JOIN ledger AS l ON l.generation_id = g.id WHERE g.id = ?",
+                "SELECT g.status, l.state, l.credits, COALESCE(s.charge_moderation, 0) AS charge_moderation "
+                "FROM generations AS g LEFT JOIN ledger AS l ON l.generation_id = g.id "
+                "LEFT JOIN guild_settings AS s ON s.guild_id = g.guild_id WHERE g.id = ?",
                 (generation_id,),
             )
             if row is None:
@@ -451,9 +450,7 @@ class GenerationsMixin(Core):
                 log.debug("generation %s already %s; %s ignored", generation_id, current, status)
                 return Settlement(generation_id, current, ledger, row["credits"] or 0, changed=False)
             if charge is None:
-                charge = False
-                if fields.get("error_kind") == MODERATION:
-                    charge = (await read_guild_settings(conn, row["guild_id"])).charge_moderation
+                charge = fields.get("error_kind") == MODERATION and bool(row["charge_moderation"])
             # COALESCE keeps what was recorded earlier (task id, assistant text) when this call doesn't say.
             sets = ", ".join(f"{name} = COALESCE(?, {name})" for name in fields)
             await conn.execute(

@@ -6,6 +6,7 @@ credits count, refunded ones don't. Concurrency counts generations that are queu
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Iterable
@@ -14,8 +15,8 @@ from enum import StrEnum
 
 import aiosqlite
 
-from storage._core import Core, fetchall, fetchone, placeholders
-from storage.guilds import Ban, GuildSettings, PeriodMode, read_guild_settings
+from storage._core import Core, fetchall, fetchone
+from storage.guilds import Ban, GuildSettings, PeriodMode
 
 log = logging.getLogger(__name__)
 
@@ -168,10 +169,43 @@ class _Context:
     guild_start: float
     member_used: int
     member_in_flight: int
+    member_oldest: float | None  # when the oldest credit still counted was reserved
     guild_used: int
     running: int
     guild_running: int
     exempt: bool
+
+
+# Rules, ban, channels, resets and running jobs in one round trip (each aiosqlite call is a thread hop, and
+# the reservation holds the write lock while it reads). JSON carries the variable-length parts.
+_RULES_SQL = """
+SELECT
+    gs.guild_id IS NOT NULL AS configured, gs.*,
+    (SELECT json_object('reason', reason, 'banned_by', banned_by, 'created_at', created_at)
+       FROM bans WHERE guild_id = :guild AND user_id = :user) AS ban,
+    (SELECT json_group_array(channel_id) FROM (SELECT channel_id FROM allowed_channels
+       WHERE guild_id = :guild ORDER BY created_at, channel_id)) AS channels,
+    (SELECT json_group_array(json_array(role_id, allowance)) FROM role_allowances
+       WHERE guild_id = :guild AND role_id IN (SELECT value FROM json_each(:roles))) AS roles,
+    (SELECT json_array(allowance) FROM member_overrides WHERE guild_id = :guild AND user_id = :user) AS override,
+    (SELECT MAX(reset_at) FROM quota_resets WHERE guild_id = :guild AND user_id IS NULL) AS guild_reset,
+    (SELECT MAX(reset_at) FROM quota_resets WHERE guild_id = :guild AND user_id = :user) AS member_reset,
+    (SELECT COUNT(*) FROM generations WHERE guild_id = :guild AND status IN ('queued', 'running')) AS guild_running,
+    (SELECT COUNT(*) FROM generations
+       WHERE guild_id = :guild AND user_id = :user AND status IN ('queued', 'running')) AS running
+FROM (SELECT 1) LEFT JOIN guild_settings AS gs ON gs.guild_id = :guild
+"""
+
+_USAGE_SQL = """
+SELECT m.used, m.in_flight, m.oldest, g.used AS guild_used FROM
+    (SELECT COALESCE(SUM(credits), 0) AS used,
+            COALESCE(SUM(CASE WHEN state = 'reserved' THEN credits END), 0) AS in_flight,
+            MIN(CASE WHEN credits > 0 THEN created_at END) AS oldest
+       FROM ledger WHERE guild_id = :guild AND user_id = :user AND created_at >= :member_start
+        AND state != 'refunded') AS m,
+    (SELECT CASE WHEN :budget THEN (SELECT COALESCE(SUM(credits), 0) FROM ledger
+       WHERE guild_id = :guild AND created_at >= :guild_start AND state != 'refunded') ELSE 0 END AS used) AS g
+"""
 
 
 async def _read_context(
@@ -183,78 +217,51 @@ async def _read_context(
     is_admin: bool,
     now: float,
 ) -> _Context:
-    settings = await read_guild_settings(conn, guild_id)
-    ban_row = await fetchone(conn, "SELECT * FROM bans WHERE guild_id = ? AND user_id = ?", (guild_id, user_id))
-    ban = Ban(**dict(ban_row)) if ban_row is not None else None
-    channel_rows = await fetchall(
-        conn, "SELECT channel_id FROM allowed_channels WHERE guild_id = ? ORDER BY created_at, channel_id", (guild_id,)
-    )
-    roles = tuple(dict.fromkeys(role_ids))
-    role_rows = (
-        await fetchall(
-            conn,
-            f"SELECT role_id, allowance FROM role_allowances WHERE guild_id = ? AND role_id IN ({placeholders(roles)})",
-            (guild_id, *roles),
-        )
-        if roles
-        else []
-    )
-    override_row = await fetchone(
-        conn, "SELECT allowance FROM member_overrides WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
-    )
-    role_allowances = {row["role_id"]: row["allowance"] for row in role_rows}
+    roles = json.dumps(list(dict.fromkeys(role_ids)))
+    rules = await fetchone(conn, _RULES_SQL, {"guild": guild_id, "user": user_id, "roles": roles})
+    assert rules is not None
+    settings = GuildSettings.from_row(rules) if rules["configured"] else GuildSettings(guild_id)
+    ban_fields = json.loads(rules["ban"]) if rules["ban"] is not None else None
+    ban = Ban(guild_id, user_id, **ban_fields) if ban_fields is not None else None
+    role_allowances = {role: allowance for role, allowance in json.loads(rules["roles"])}
+    override = json.loads(rules["override"]) if rules["override"] is not None else None
     exempt = is_admin and settings.admins_exempt
     limit = pick_limit(
         settings,
         role_allowances,
-        has_override=override_row is not None,
-        override=override_row["allowance"] if override_row is not None else None,
+        has_override=override is not None,
+        override=override[0] if override is not None else None,
         exempt=exempt,
     )
-
     start = period_start(settings.period_mode, settings.reset_hour, now)
-    resets = await fetchone(
+    guild_start = max(start, rules["guild_reset"] or start)
+    member_start = max(guild_start, rules["member_reset"] or start)
+    usage = await fetchone(
         conn,
-        "SELECT MAX(CASE WHEN user_id IS NULL THEN reset_at END) AS guild_reset, MAX(reset_at) AS member_reset "
-        "FROM quota_resets WHERE guild_id = ? AND (user_id IS NULL OR user_id = ?)",
-        (guild_id, user_id),
+        _USAGE_SQL,
+        {
+            "guild": guild_id,
+            "user": user_id,
+            "member_start": member_start,
+            "guild_start": guild_start,
+            "budget": settings.budget is not None,
+        },
     )
-    guild_start = max(start, resets["guild_reset"] or start) if resets else start
-    member_start = max(start, resets["member_reset"] or start) if resets else start
-    member = await fetchone(
-        conn,
-        "SELECT COALESCE(SUM(credits), 0) AS used, COALESCE(SUM(CASE WHEN state = 'reserved' THEN credits END), 0) "
-        "AS in_flight FROM ledger WHERE guild_id = ? AND user_id = ? AND created_at >= ? AND state != 'refunded'",
-        (guild_id, user_id, member_start),
-    )
-    guild_used = 0
-    if settings.budget is not None:
-        guild = await fetchone(
-            conn,
-            "SELECT COALESCE(SUM(credits), 0) AS used FROM ledger "
-            "WHERE guild_id = ? AND created_at >= ? AND state != 'refunded'",
-            (guild_id, guild_start),
-        )
-        guild_used = guild["used"] if guild else 0
-    running = await fetchone(
-        conn,
-        "SELECT COUNT(*) AS guild_running, COALESCE(SUM(user_id = ?), 0) AS running FROM generations "
-        "WHERE guild_id = ? AND status IN ('queued', 'running')",
-        (user_id, guild_id),
-    )
+    assert usage is not None
     return _Context(
         settings=settings,
         ban=ban,
-        allowed_channels=tuple(row["channel_id"] for row in channel_rows),
+        allowed_channels=tuple(json.loads(rules["channels"])),
         limit=limit,
         role_allowances=role_allowances,
         member_start=member_start,
         guild_start=guild_start,
-        member_used=member["used"] if member else 0,
-        member_in_flight=member["in_flight"] if member else 0,
-        guild_used=guild_used,
-        running=running["running"] if running else 0,
-        guild_running=running["guild_running"] if running else 0,
+        member_used=usage["used"],
+        member_in_flight=usage["in_flight"],
+        member_oldest=usage["oldest"],
+        guild_used=usage["guild_used"],
+        running=rules["running"],
+        guild_running=rules["guild_running"],
         exempt=exempt,
     )
 
@@ -295,16 +302,6 @@ async def _frees_up_at(
         if freed >= max(need, 1):
             return float(row["created_at"]) + DAY
     return None
-
-
-async def _rolling_next_free(conn: aiosqlite.Connection, guild_id: int, user_id: int, start: float) -> float | None:
-    row = await fetchone(
-        conn,
-        "SELECT MIN(created_at) AS oldest FROM ledger WHERE guild_id = ? AND user_id = ? AND created_at >= ? "
-        "AND state != 'refunded' AND credits > 0",
-        (guild_id, user_id, start),
-    )
-    return float(row["oldest"]) + DAY if row is not None and row["oldest"] is not None else None
 
 
 async def check_reservation(
@@ -363,14 +360,14 @@ async def check_reservation(
     return ctx, None
 
 
-async def reservation_resets_at(
-    conn: aiosqlite.Connection, ctx: _Context, guild_id: int, user_id: int, now: float
-) -> float | None:
+def next_reset(ctx: _Context, now: float, *, reserved: int = 0) -> float | None:
     """When the member's counted credits next go down: the next daily reset, or (rolling) when the oldest
-    counted credit turns 24 h old."""
+    counted credit turns 24 h old — `reserved` credits just taken count as reserved `now`."""
     if ctx.settings.period_mode == PeriodMode.DAILY:
         return next_daily_reset(ctx.settings.reset_hour, now)
-    return await _rolling_next_free(conn, guild_id, user_id, ctx.member_start)
+    if ctx.member_oldest is not None:
+        return ctx.member_oldest + DAY
+    return now + DAY if reserved > 0 else None
 
 
 class QuotaMixin(Core):
@@ -381,7 +378,6 @@ class QuotaMixin(Core):
         now = self._now()
         async with self._transaction(write=False) as conn:
             ctx = await _read_context(conn, guild_id, user_id, role_ids, is_admin=is_admin, now=now)
-            resets_at = await reservation_resets_at(conn, ctx, guild_id, user_id, now)
             budget_used = 0 if ctx.settings.budget is None else ctx.guild_used
         settings = ctx.settings
         return QuotaStatus(
@@ -393,7 +389,7 @@ class QuotaMixin(Core):
             period_mode=settings.period_mode,
             reset_hour=settings.reset_hour,
             period_start=ctx.member_start,
-            resets_at=resets_at,
+            resets_at=next_reset(ctx, now),
             running=ctx.running,
             max_running=None if ctx.exempt else settings.max_concurrent_member,
             guild_running=ctx.guild_running,

@@ -58,8 +58,9 @@ async def test_reopening_keeps_data_and_version(db_path: Path, clock: FakeClock)
         assert (await db.get_guild_settings(GUILD)).default_allowance == 3
 
 
-async def test_upgrade_from_the_previous_version_keeps_data(db_path: Path, clock: FakeClock) -> None:
-    previous = latest_version() - 1
+@pytest.mark.parametrize("previous", range(1, latest_version()), ids=lambda v: f"from-v{v}")
+async def test_upgrade_from_an_earlier_version_keeps_data(db_path: Path, clock: FakeClock, previous: int) -> None:
+    """N-1 (and every version before it): create the database at that version, fill it, then open normally."""
     now = clock.time()
     async with aiosqlite.connect(db_path, isolation_level=None) as conn:
         assert await migrate(conn, target=previous) == previous
@@ -89,7 +90,7 @@ async def test_upgrade_from_the_previous_version_keeps_data(db_path: Path, clock
     async with Database.open(db_path, clock=clock) as db:
         settings = await db.get_guild_settings(GUILD)
         assert (settings.default_allowance, settings.budget, settings.admins_exempt) == (5, 50, True)
-        assert settings.charge_moderation is False  # the column version 2 added, at its default
+        assert settings.charge_moderation is False  # added by version 2, at its default when upgrading from 1
         assert await db.role_allowances(GUILD) == {77: 9}
         old = await db.generation_by_result_message(555)
         assert old is not None and old.prompt == "old prompt" and old.assistant_text == "raw answer"

@@ -199,6 +199,14 @@ async def test_rolling_window_frees_credits_24_hours_after_they_were_reserved(db
     assert status.resets_at == pytest.approx(second_at + DAY)
 
 
+async def test_a_first_reservation_in_a_rolling_window_frees_up_a_day_later(db: Database, clock: FakeClock) -> None:
+    await db.set_period(GUILD, PeriodMode.ROLLING)
+    assert (await db.quota_status(GUILD, ALICE)).resets_at is None  # nothing counted
+    now = clock.time()
+    reservation = await reserve(db)
+    assert reservation.resets_at == pytest.approx(now + DAY, abs=5)
+
+
 async def test_rolling_window_waits_for_enough_credits_for_an_expensive_video(db: Database, clock: FakeClock) -> None:
     await db.set_default_allowance(GUILD, 5)
     await db.set_period(GUILD, PeriodMode.ROLLING)
