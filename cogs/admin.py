@@ -25,7 +25,7 @@ log = logging.getLogger(__name__)
 MAX_CREDITS = 1_000_000
 EMBED_COLOUR = discord.Colour.dark_gold()
 UsagePeriod = Literal["current", "previous", "7d", "30d", "all"]
-AllowableChannel = discord.TextChannel | discord.ForumChannel | discord.Thread
+AllowableChannel = discord.TextChannel | discord.Thread
 
 
 class NotAnAdmin(app_commands.CheckFailure):
