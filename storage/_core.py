@@ -50,8 +50,9 @@ class Core:
         decides a write can't be overtaken by another process either; reads get one consistent snapshot."""
         async with self._lock:
             self._check_open()
-            await self._conn.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             try:
+                # Inside the try: a caller cancelled while BEGIN is queued must still roll it back.
+                await _run(self._conn, "BEGIN IMMEDIATE" if write else "BEGIN")
                 yield self._conn
             except BaseException:
                 await _finish(self._conn, "ROLLBACK")

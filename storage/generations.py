@@ -240,7 +240,8 @@ class GenerationsMixin(Core):
             }
             _, generation_id = await execute(conn, _INSERT_SQL, [values[name] for name in _INSERT_COLUMNS])
             assert generation_id is not None
-            await conn.execute(
+            await execute(
+                conn,
                 "INSERT INTO ledger (generation_id, guild_id, user_id, model, credits, state, created_at) "
                 "VALUES (?, ?, ?, ?, ?, 'reserved', ?)",
                 (generation_id, new.guild_id, new.user_id, new.model, new.cost, now),
@@ -453,13 +454,15 @@ class GenerationsMixin(Core):
                 charge = fields.get("error_kind") == MODERATION and bool(row["charge_moderation"])
             # COALESCE keeps what was recorded earlier (task id, assistant text) when this call doesn't say.
             sets = ", ".join(f"{name} = COALESCE(?, {name})" for name in fields)
-            await conn.execute(
+            await execute(
+                conn,
                 f"UPDATE generations SET status = ?, finished_at = ?, updated_at = ?, {sets} WHERE id = ?",
                 (status.value, now, now, *fields.values(), generation_id),
             )
             new_state = LedgerState.CHARGED if charge else LedgerState.REFUNDED
             if ledger == LedgerState.RESERVED:
-                await conn.execute(
+                await execute(
+                    conn,
                     "UPDATE ledger SET state = ?, settled_at = ?, note = ? WHERE generation_id = ? "
                     "AND state = 'reserved'",
                     (new_state.value, now, note, generation_id),
@@ -490,7 +493,8 @@ class GenerationsMixin(Core):
                 if keep:
                     resumable.append(generation)
                     continue
-                await conn.execute(
+                await execute(
+                    conn,
                     "UPDATE generations SET status = 'failed', error_kind = ?, error_message = ?, finished_at = ?, "
                     "updated_at = ? WHERE id = ?",
                     (RESTART, "the bot restarted and could not resume this job", now, now, generation.id),
@@ -514,7 +518,8 @@ class GenerationsMixin(Core):
             )
             for stray in strays:
                 state = LedgerState.CHARGED if stray["status"] == GenerationStatus.SUCCEEDED else LedgerState.REFUNDED
-                await conn.execute(
+                await execute(
+                    conn,
                     "UPDATE ledger SET state = ?, settled_at = ?, note = 'reconciled' WHERE id = ? "
                     "AND state = 'reserved'",
                     (state.value, now, stray["id"]),

@@ -9,7 +9,7 @@ from typing import Any
 
 import aiosqlite
 
-from storage._core import Core, fetchone
+from storage._core import Core, execute, fetchone
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +103,7 @@ class GuildsMixin(Core):
             f"ON CONFLICT (guild_id) DO UPDATE SET updated_at = excluded.updated_at{', ' if values else ''}{updates}"
         )
         async with self._transaction() as conn:
-            await conn.execute(sql, (guild_id, self._now(), *values.values()))
+            await execute(conn, sql, (guild_id, self._now(), *values.values()))
             return await read_guild_settings(conn, guild_id)
 
     async def set_default_allowance(self, guild_id: int, credits: int | None) -> GuildSettings:
@@ -188,7 +188,8 @@ class GuildsMixin(Core):
             existing = await fetchone(
                 conn, "SELECT 1 FROM bans WHERE guild_id = ? AND user_id = ?", (guild_id, user_id)
             )
-            await conn.execute(
+            await execute(
+                conn,
                 "INSERT INTO bans (guild_id, user_id, reason, banned_by, created_at) VALUES (?, ?, ?, ?, ?) "
                 "ON CONFLICT (guild_id, user_id) DO UPDATE SET reason = excluded.reason, "
                 "banned_by = excluded.banned_by",

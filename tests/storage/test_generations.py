@@ -315,3 +315,22 @@ async def test_result_message_can_be_recorded_when_succeeding(db: Database) -> N
     await db.mark_succeeded(gid, result_url="u", result_message_id=700)
     found = await db.generation_by_result_message(700)
     assert found is not None and found.id == gid
+
+
+async def test_cancelled_callers_leave_no_half_transactions(db: Database) -> None:
+    """Tasks cancelled mid-transaction roll back (or commit whole); the connection stays usable."""
+    await db.set_default_allowance(GUILD, None)
+    await db.set_concurrency(GUILD, per_member=1000, per_guild=None)
+    for delay in (0, 0.0005, 0.001, 0.002, 0.005):
+        tasks = [asyncio.create_task(db.create_generation(new_generation())) for _ in range(20)]
+        await asyncio.sleep(delay)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+    generations = await db._fetchone("SELECT COUNT(*) FROM generations")
+    ledger = await db._fetchone("SELECT COUNT(*) FROM ledger")
+    assert generations is not None and ledger is not None and generations[0] == ledger[0]
+    await reserve(db)
+    report = await db.reconcile()  # whatever was reserved for a caller that vanished is given back
+    assert all(g.status == GenerationStatus.FAILED for g in report.failed)
+    assert await db.unfinished_generations() == []
