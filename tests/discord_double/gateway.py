@@ -58,6 +58,11 @@ class Connection:
     session: GatewaySession | None = None
     writer: asyncio.Task[None] | None = None
     heartbeats: int = 0
+    server_close: int | None = None  # the code the double closed the socket with, if it did
+
+    async def close(self, code: int, message: bytes = b"") -> None:
+        self.server_close = code
+        await self.ws.close(code=code, message=message)
 
     def send(self, payload: dict[str, Any]) -> None:
         self.queue.put_nowait(payload)
@@ -153,14 +158,14 @@ class Gateway:
         for connection in list(self.connections):
             if connection.session is not None and connection.session.connection is connection:
                 connection.session.connection = None
-            await connection.ws.close(code=code)
+            await connection.close(code)
             count += 1
         return count
 
     async def close(self) -> None:
         for connection in list(self.connections):
             with contextlib.suppress(Exception):
-                await connection.ws.close(code=1001, message=b"double stopping")
+                await connection.close(1001, message=b"double stopping")
         for task in list(self._handlers):
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(asyncio.shield(task), timeout=2)
@@ -185,15 +190,15 @@ class Gateway:
                     try:
                         frame = json.loads(message.data)
                     except ValueError:
-                        await ws.close(code=4002, message=b"Error while decoding payload.")
+                        await connection.close(4002, b"Error while decoding payload.")
                         break
                     await self._on_frame(connection, frame)
                 elif message.type == WSMsgType.BINARY:
-                    await ws.close(code=4002, message=b"Error while decoding payload.")
+                    await connection.close(4002, b"Error while decoding payload.")
                     break
         finally:
             session = connection.session
-            self.close_codes.append(ws.close_code)
+            self.close_codes.append(connection.server_close or ws.close_code)
             if session is not None and session.connection is connection:
                 session.connection = None
                 # A client closing with 1000/1001 ends its session for good, as on Discord.
@@ -238,15 +243,15 @@ class Gateway:
         elif op in (Op.PRESENCE_UPDATE, Op.VOICE_STATE_UPDATE):
             pass
         else:
-            await connection.ws.close(code=4001, message=b"Unknown opcode.")
+            await connection.close(4001, message=b"Unknown opcode.")
         self.notify()
 
     async def _identify(self, connection: Connection, data: dict[str, Any]) -> None:
         if connection.session is not None:
-            await connection.ws.close(code=4005, message=b"Already authenticated.")
+            await connection.close(4005, message=b"Already authenticated.")
             return
         if data.get("token") != self.token:
-            await connection.ws.close(code=4004, message=b"Authentication failed.")
+            await connection.close(4004, message=b"Authentication failed.")
             return
         intents = int(data.get("intents") or 0)
         flags = self.world.app_flags
@@ -258,7 +263,7 @@ class Gateway:
         if flags & AppFlags.GATEWAY_PRESENCE:
             enabled |= Intents.GUILD_PRESENCES
         if intents & Intents.PRIVILEGED & ~enabled:
-            await connection.ws.close(code=4014, message=b"Disallowed intent(s).")
+            await connection.close(4014, message=b"Disallowed intent(s).")
             return
         session = GatewaySession(id=secrets.token_hex(16), intents=intents, shard=list(data.get("shard") or [0, 1]))
         self.sessions[session.id] = session
@@ -298,7 +303,7 @@ class Gateway:
         if previous is not None and previous is not connection:
             previous.session = None
             with contextlib.suppress(Exception):
-                await previous.ws.close(code=4000)
+                await previous.close(4000)
         session.connection = connection
         connection.session = session
         session.resumes += 1
