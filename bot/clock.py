@@ -23,18 +23,19 @@ class FakeClock(Clock):
     """Real time plus an offset that tests move forward with `advance()`."""
 
     def __init__(self, start: float | None = None) -> None:
-        self._offset = 0.0 if start is None else start - time.time()
+        self._shift = 0.0 if start is None else start - time.time()  # moves the wall clock only
+        self._advanced = 0.0
 
     def advance(self, seconds: float) -> None:
         if seconds < 0:
             raise ValueError("time only moves forward")
-        self._offset += seconds
+        self._advanced += seconds
 
     def time(self) -> float:
-        return time.time() + self._offset
+        return time.time() + self._shift + self._advanced
 
     def monotonic(self) -> float:
-        return time.monotonic() + self._offset
+        return time.monotonic() + self._advanced
 
 
 __all__ = ["Clock", "FakeClock"]

@@ -109,7 +109,7 @@ class SlidingWindow:
         self.limit = limit
         self.window = window
         self.grants: deque[float] = deque()
-        self.blocked_until = 0.0
+        self.blocked_until = float("-inf")
 
     def wait_time(self, now: float) -> float:
         while self.grants and now - self.grants[0] >= self.window * SAFETY + 0.05:
