@@ -83,7 +83,7 @@ class RateLimiter:
     def configure(self, name: str, *, limit: int | None = None, window: float | None = None) -> None:
         rule = self.rules[name]
         self.rules[name] = replace(rule, limit=limit or rule.limit, window=window or rule.window)
-        for key in [k for k in self._windows if k[0] == name]:
+        for key in [k for k in self._windows if k[0] == name or k[0].startswith(f"{name} ")]:
             del self._windows[key]
 
     def inject(self, method: str, route: str, *, retry_after: float, times: int, is_global: bool) -> None:
@@ -106,6 +106,8 @@ class RateLimiter:
     def check(self, method: str, route: str, rule_name: str, major: str, *, counts_global: bool) -> Decision:
         now = self.clock.monotonic()
         rule = self.rules[rule_name]
+        if rule.name == "default":  # every other route has its own bucket, like on Discord
+            rule = replace(rule, name=f"default {method} {route}")
         injected = self._take_injected(method, route)
         if injected is not None:
             retry = round(injected.retry_after, 3)

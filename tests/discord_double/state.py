@@ -592,9 +592,6 @@ class World:
     def interaction_message_type(self, interaction: Interaction) -> int:
         return 20 if interaction.type == InteractionType.APPLICATION_COMMAND else 19
 
-    def interaction_reference(self, interaction: Interaction) -> Message | None:
-        return interaction.message if interaction.type != InteractionType.APPLICATION_COMMAND else None
-
     def loading_flags(self, data: dict[str, Any] | None) -> int:
         return MessageFlag.LOADING | ((data or {}).get("flags") or 0) & MessageFlag.EPHEMERAL
 
