@@ -14,6 +14,7 @@ The whole text is kept verbatim for the remix history.
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum, auto
 
@@ -40,10 +41,11 @@ class Row:
     signal: Signal
     pattern: re.Pattern[str]
     partial: bool = False  # also looked for in the unfinished last line, for live updates
+    digit_led: bool = False  # every match starts with its number (a cheap pass can look for just these)
 
 
-def row(signal: Signal, pattern: str, *, partial: bool = False) -> Row:
-    return Row(signal, re.compile(pattern, FLAGS), partial)
+def row(signal: Signal, pattern: str, *, partial: bool = False, digit_led: bool = False) -> Row:
+    return Row(signal, re.compile(pattern, FLAGS), partial, digit_led)
 
 
 # One row per phrasing, the more specific first. Rows are tried on every line that is not part of the prompt's
@@ -55,9 +57,9 @@ ROWS: tuple[Row, ...] = (
     row(Signal.QUEUED, r"排队|队列中|等待中|⌛|\bqueued\b|\bin (?:the )?queue\b|\bwaiting\b|\bpending\b", partial=True),
     row(Signal.RUNNING, r"生成中|处理中|渲染中|正在生成|\bgenerating\b|\bprocessing\b|\brendering\b|"
         r"\bin[ _]progress\b|\brunning\b|🏃", partial=True),
-    row(Signal.PERCENT, r"(?<![\d.])(\d{1,3}(?:\.\d+)?)\s*[%％]", partial=True),
+    row(Signal.PERCENT, r"(?<![\d.])(\d{1,3}(?:\.\d+)?)\s*[%％]", partial=True, digit_led=True),
     row(Signal.PERCENT, r"(?:进度|progress)\s*[:：]?\s*(\d{1,3}(?:\.\d+)?)(?![\d.%％])", partial=True),
-    row(Signal.STEP, r"(?<!\d)(?<!\d\.)(\d{1,3})\.{2,}", partial=True),
+    row(Signal.STEP, r"(?<!\d)(?<!\d\.)(\d{1,3})\.{2,}", partial=True, digit_led=True),
     row(Signal.TASK_ID, r"\bID\s*[:：]\s*`([^`\s]{4,})`"),
     row(Signal.TASK_ID, r"\btask[_ -]?id\b[\"']?\s*[:：=]\s*[`\"']?([\w.:-]{4,})"),
     row(Signal.TASK_ID, r"任务\s*(?:ID|编号)\s*[:：]\s*`?([\w.:-]{4,})"),
@@ -75,16 +77,33 @@ PROGRESS_LINE = re.compile(r"进度|progress|🏃|percent|完成度", FLAGS)
 # Keys of the prompt echo inside a ```json fence: the member's own words, never a status.
 ECHO_KEYS = re.compile(r"^\s*\"(?:prompt|text|content|description|input|query|message|messages)\"\s*:", FLAGS)
 TASK_ID_ROWS = tuple(r for r in ROWS if r.signal is Signal.TASK_ID)
-PARTIAL_ROWS = tuple(r for r in ROWS if r.partial)
 NUMERIC = frozenset({Signal.POSITION, Signal.PERCENT, Signal.STEP})
+COUNTERS = frozenset({Signal.PERCENT, Signal.STEP})
 
 
-def _any_of(rows: tuple[Row, ...]) -> re.Pattern[str]:
-    return re.compile("|".join(f"(?:{r.pattern.pattern})" for r in rows), FLAGS)
+class RowTable:
+    """Rows joined into one alternation, so one pass over a line finds every row's matches in text order.
+
+    `rows[m.lastgroup]` is the row a match belongs to, with the group number of its value (0: none)."""
+
+    def __init__(self, rows: tuple[Row, ...]) -> None:
+        self.pattern = re.compile("|".join(f"(?P<r{i}>{r.pattern.pattern})" for i, r in enumerate(rows)), FLAGS)
+        self.rows: dict[str | None, tuple[Signal, int]] = {
+            f"r{i}": (r.signal, self.pattern.groupindex[f"r{i}"] + 1 if r.pattern.groups else 0)
+            for i, r in enumerate(rows)
+        }
 
 
-ANY_ROW = _any_of(ROWS)
-ANY_PARTIAL = _any_of(PARTIAL_ROWS)
+ALL_ROWS = RowTable(ROWS)
+PARTIAL_ROWS = RowTable(tuple(r for r in ROWS if r.partial))
+LINE_ONLY_ROWS = RowTable(tuple(r for r in ROWS if not r.partial))
+COUNTER_ROWS = RowTable(tuple(r for r in ROWS if r.signal in COUNTERS))
+NUMBER_ROWS = RowTable(tuple(r for r in ROWS if r.partial and r.signal in NUMERIC))
+DIGIT_LED_ROWS = RowTable(tuple(r for r in ROWS if r.partial and r.digit_led))
+# New text made only of these cannot end a keyword, only complete a number.
+PUNCTUATION = ". \t%％:：,，"
+NUMBERISH = "0123456789" + PUNCTUATION
+NO_EVENTS: tuple[Event, ...] = ()
 
 # --- links -----------------------------------------------------------------------------------------------
 
@@ -181,9 +200,16 @@ class ProgressParser:
     """Feed assistant text as it arrives; get the events it reveals; ask for the outcome at the end.
 
     `ignore` holds text the gateway may echo back (the prompt), which must never be read as a status.
+
+    The unfinished last line is read live, but only with the rows marked `partial` (queue, running, counters)
+    and only around each new piece. When a line ends, what the live reading did not cover is read: the other
+    rows over the whole line, the live rows over the part that arrived with the line break, and the counters
+    over the whole line unless they were read live (a line without a progress word may be the echoed prompt,
+    which is blanked out first).
     """
 
     OVERLAP = 16  # a keyword split across two arrivals is still found
+    NUMBER_LOOKBACK = 8  # the longest number a new `..` or `%` can complete: `100.0 %`
     TAIL = 64
 
     def __init__(self, *, ignore: tuple[str, ...] | list[str] = ()) -> None:
@@ -193,7 +219,9 @@ class ProgressParser:
         self._tail = ""  # the last TAIL characters of the unfinished line
         self._line_no = 0
         self._offset = 0  # where the unfinished line starts in the whole text
-        self._progress_line = False
+        self._live = False  # the unfinished line has been read live (it is not in a code fence)
+        self._progress_line = False  # ... and it has a progress word, so its counters were read live too
+        self._held = False  # ... but a number at its very end was left for later (`3` may become `36`)
         self._fence: str | None = None  # the open code fence's language ("" for a bare ```)
         self._running = False
         self._ignore = tuple(
@@ -220,10 +248,10 @@ class ProgressParser:
             self._parts = [self._text]
         return self._text
 
-    def feed(self, text: str) -> list[Event]:
+    def feed(self, text: str) -> Sequence[Event]:
         """Take the next piece of assistant text; returns the non-terminal events it completed."""
         if not text:
-            return []
+            return NO_EVENTS
         self._parts.append(text)
         self._text = None
         if "\n" not in text:
@@ -231,14 +259,14 @@ class ProgressParser:
             window = self._tail + text
             self._tail = window[-self.TAIL :]
             if self._fence is not None:
-                return []  # nothing live happens inside a code block (the prompt echo, an HTML tag)
-            return self._scan_partial(window, max(0, len(window) - len(text) - self.OVERLAP))
+                return NO_EVENTS  # nothing live happens inside a code block (the prompt echo, an HTML tag)
+            return self._scan_partial(window, len(window) - len(text))
         first, *middle, last = text.split("\n")
         self._line_parts.append(first)
         events: list[Event] = []
-        self._scan_line("".join(self._line_parts), events)
+        self._scan_line("".join(self._line_parts), events, len(first))
         for line in middle:
-            self._scan_line(line, events)
+            self._scan_line(line, events, len(line))
         self._line_parts = [last] if last else []
         self._tail = last[-self.TAIL :]
         if last and self._fence is None:
@@ -249,7 +277,7 @@ class ProgressParser:
         """The text is complete: read its unfinished last line too."""
         events: list[Event] = []
         if self._line_parts:
-            self._scan_line("".join(self._line_parts), events)
+            self._scan_line("".join(self._line_parts), events, 0)
             self._line_parts = []
             self._tail = ""
         return events
@@ -299,32 +327,51 @@ class ProgressParser:
         first = line[:1]
         return first in ('{', '}', '"', "]", ",") or (first == "[" and not MD_LINK.match(line))
 
-    def _scan_partial(self, window: str, start: int) -> list[Event]:
-        if not ANY_PARTIAL.search(window, start):
-            return []
-        if not self._progress_line and PROGRESS_LINE.search(window):
-            self._progress_line = True
+    def _scan_partial(self, window: str, fresh: int) -> Sequence[Event]:
+        """Read the unfinished line around its new text, which starts at `fresh`."""
+        self._live = True
+        text = window[fresh:]
+        if text.strip(NUMBERISH):  # words: the end of a keyword, maybe
+            table, start = PARTIAL_ROWS, fresh - self.OVERLAP
+            if not self._progress_line and PROGRESS_LINE.search(window):
+                self._progress_line = True
+        elif self._held:
+            table, start = NUMBER_ROWS, fresh - self.OVERLAP  # the held number's words are further back
+        elif self._progress_line and (
+            text.strip(PUNCTUATION)
+            or window[max(0, fresh - self.NUMBER_LOOKBACK) : fresh].rstrip(PUNCTUATION)[-1:].isdigit()
+        ):
+            table, start = DIGIT_LED_ROWS, fresh - self.NUMBER_LOOKBACK  # digits, or the `..`/`%` ending them
+        else:
+            return NO_EVENTS
+        # Skip what was read last time: matches that ended before the new text (unless one was held back).
+        seen = fresh - 1 if self._held else fresh
+        self._held = False
         events: list[Event] = []
         end = len(window)
-        for rule in PARTIAL_ROWS:
-            if rule.signal is Signal.STEP and not self._progress_line:
+        rows = table.rows
+        for match in table.pattern.finditer(window, start if start > 0 else 0):
+            if match.end() <= seen:
                 continue
-            if rule.signal is Signal.PERCENT and not self._progress_line:
+            signal, group = rows[match.lastgroup]
+            if signal in COUNTERS and not self._progress_line:
                 continue  # without a progress word, wait for the line to end (it may be the echoed prompt)
-            for match in rule.pattern.finditer(window, start):
-                if match.end() == end and rule.signal in NUMERIC and window[end - 1].isdigit():
-                    continue  # `3` may yet become `36`
-                self._apply(rule.signal, match, events)
-        self._started_running(events)
+            if match.end() == end and signal in NUMERIC and window[end - 1].isdigit():
+                self._held = True
+                continue
+            self._apply(signal, match.group(group) if group else "", events)
+        if self._running:
+            self._started_running(events)
         return events
 
-    def _scan_line(self, line: str, events: list[Event]) -> None:
+    def _scan_line(self, line: str, events: list[Event], unread: int) -> None:
+        """Read one complete line; the live reading has not seen its last `unread` characters."""
         line_no = self._line_no
         offset = self._offset
         self._line_no += 1
         self._offset += len(line) + 1
-        progress_line = self._progress_line
-        self._progress_line = False
+        live, progress_line = self._live, self._progress_line
+        self._live = self._progress_line = self._held = False
         body = line.strip().lstrip(">").strip()
         if not body:
             return
@@ -333,19 +380,51 @@ class ProgressParser:
             if not closed:  # a fence opens or closes; a one-line ```html <video …>``` does neither
                 self._fence = None if self._fence is not None else inner.strip().lower()
                 return
-            line = inner
+            line, live = inner, False
         if self._fence is not None and self._looks_like_json(body):
             if not ECHO_KEYS.match(body):
                 for rule in TASK_ID_ROWS:
                     for match in rule.pattern.finditer(body):
-                        self._apply(rule.signal, match, events)
+                        self._apply(rule.signal, match.group(1), events)
             return
+        masked = False
         for echoed in self._ignore:
             if echoed in line:
                 line = line.replace(echoed, " ")
-        links = find_links(line) if ("//" in line or "](" in line or "src" in line) else []
+                masked = True
+        scan = self._links(line, line_no, events) if ("//" in line or "](" in line or "src" in line) else line
+        if live and not masked:
+            tables = [(PARTIAL_ROWS, scan, max(0, len(scan) - unread - self.OVERLAP))]
+            if progress_line:  # its counters were read live: the other rows need not wade through them
+                tables.append((LINE_ONLY_ROWS, scan.rstrip(NUMBERISH), 0))
+            else:
+                tables += [(LINE_ONLY_ROWS, scan, 0), (COUNTER_ROWS, scan, 0)]
+        else:
+            tables = [(ALL_ROWS, scan, 0)]
+        progress: bool | None = progress_line or None  # looked up on the first counter, if needed
+        for table, text, start in tables:
+            rows = table.rows
+            for match in table.pattern.finditer(text, start):
+                signal, group = rows[match.lastgroup]
+                if signal is Signal.SUCCESS:
+                    self.success_line = line_no
+                elif signal is Signal.FAILURE:
+                    if not self.failures or self.failures[-1][0] != line_no:
+                        self.failures.append((line_no, offset))
+                elif signal is Signal.STEP:
+                    if progress is None:
+                        progress = bool(PROGRESS_LINE.search(scan))
+                    if progress:
+                        self._apply(signal, match.group(group), events)
+                else:
+                    self._apply(signal, match.group(group) if group else "", events)
+        if self._running:
+            self._started_running(events)
+
+    def _links(self, line: str, line_no: int, events: list[Event]) -> str:
+        """Collect the line's links (as previews, video candidates or neither); returns it without the URLs."""
         scan = line
-        for start, end, url, label, tag, attr in links:
+        for start, end, url, label, tag, attr in find_links(line):
             context = line[max(0, start - CONTEXT_CHARS) : start] + " " + line[end : end + CONTEXT_CHARS]
             kind, score = classify_link(url, label, context, tag=tag, attr=attr)
             if kind is LinkKind.PREVIEW:
@@ -355,43 +434,28 @@ class ProgressParser:
             elif kind is LinkKind.VIDEO:
                 self.videos.append(Link(url, kind, score, line_no))
             scan = scan.replace(url, " ")
-        if not ANY_ROW.search(scan):
-            return
-        progress_line = progress_line or bool(PROGRESS_LINE.search(scan))
-        for rule in ROWS:
-            if rule.signal is Signal.STEP and not progress_line:
-                continue
-            for match in rule.pattern.finditer(scan):
-                if rule.signal is Signal.SUCCESS:
-                    self.success_line = line_no
-                elif rule.signal is Signal.FAILURE:
-                    if not self.failures or self.failures[-1][0] != line_no:
-                        self.failures.append((line_no, offset))
-                else:
-                    self._apply(rule.signal, match, events)
-        self._started_running(events)
+        return scan
 
     def _started_running(self, events: list[Event]) -> None:
-        if self._running:
-            self._running = False
-            if self.percent < 0:
-                self.percent = 0.0
-                self.started = True
-                events.append(Progress(0.0))
+        self._running = False
+        if self.percent < 0:
+            self.percent = 0.0
+            self.started = True
+            events.append(Progress(0.0))
 
-    def _apply(self, signal: Signal, match: re.Match[str], events: list[Event]) -> None:
+    def _apply(self, signal: Signal, value: str, events: list[Event]) -> None:
         if signal is Signal.PERCENT or signal is Signal.STEP:
-            value = float(match.group(1))
-            if value > self.percent and value <= 100.0:
-                self.percent = value
+            number = float(value)
+            if number > self.percent and number <= 100.0:
+                self.percent = number
                 self.started = True
-                events.append(Progress(value))
+                events.append(Progress(number))
         elif signal is Signal.QUEUED:
             if not self.queued and not self.started:
                 self.queued = True
                 events.append(Queued(self.position))
         elif signal is Signal.POSITION:
-            position = int(match.group(1))
+            position = int(value)
             if position != self.position and not self.started:
                 self.position = position
                 self.queued = True
@@ -400,10 +464,10 @@ class ProgressParser:
             self._running = True  # reported by _started_running unless the same text also has a number
         elif signal is Signal.TASK_ID:
             if self.task_id is None:
-                self.task_id = match.group(1)
+                self.task_id = value
                 events.append(TaskId(self.task_id, resumable=False))
         elif signal is Signal.SID and self.sid is None:
-            self.sid = match.group(1)
+            self.sid = value
 
 
 REASON_MARKUP = re.compile(r"^[\s>*#`]+|[*`]+|\[([^\]]*)\]\([^)]*\)", re.MULTILINE)

@@ -41,17 +41,18 @@ class SSEEvent(NamedTuple):
 
 
 class SSEDecoder:
-    """Feed bytes with `feed()`, then call `finish()` once the stream has ended. Pure and synchronous."""
+    """Feed bytes with `feed()`, then call `finish()` once the stream has ended. Pure and synchronous.
 
-    __slots__ = ("_data", "_event", "_last_id", "_pending", "_retry", "_skip_lf", "_started")
+    Works event by event: a blank line (`\\n\\n` once line endings are normalised) always ends an event, so the
+    bytes are cut there and each complete event is read whole. The common one, a single `data: …` line, takes
+    one check and one UTF-8 decode; anything else goes line by line through the spec's field rules."""
+
+    __slots__ = ("_last_id", "_pending", "_skip_lf", "_started")
 
     def __init__(self) -> None:
-        self._pending: list[bytes] = []  # the unfinished last line, in pieces (joined only once it ends)
+        self._pending: list[bytes] = []  # the unfinished event, in pieces (joined only once it ends)
         self._skip_lf = False  # the previous chunk ended with CR: a LF opening the next one is the same break
         self._started = False  # the BOM check has been done
-        self._data: list[bytes] = []
-        self._event: str | None = None
-        self._retry: int | None = None
         self._last_id: str | None = None
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
@@ -72,28 +73,37 @@ class SSEDecoder:
             if chunk[-1] == 0x0D:
                 self._skip_lf = True
             chunk = chunk.replace(b"\r\n", b"\n").replace(b"\r", b"\n")
-        if b"\n" not in chunk:
-            self._pending.append(chunk)
+        pending = self._pending
+        if b"\n\n" not in chunk and not (pending and chunk[0] == 0x0A and pending[-1][-1] == 0x0A):
+            pending.append(chunk)
             return []
-        lines = chunk.split(b"\n")
-        if self._pending:
-            self._pending.append(lines[0])
-            lines[0] = b"".join(self._pending)
-            self._pending.clear()
-        tail = lines.pop()
+        if pending:
+            pending.append(chunk)
+            chunk = b"".join(pending)
+            pending.clear()
+        blocks = chunk.split(b"\n\n")
+        tail = blocks.pop()
         if tail:
-            self._pending.append(tail)
-        return self._lines(lines)
+            pending.append(tail)
+        events: list[SSEEvent] = []
+        for block in blocks:
+            if block[:6] == b"data: " and b"\n" not in block:
+                events.append(_new_event(SSEEvent, (block[6:].decode("utf-8", "replace"), None, self._last_id, None)))
+            elif block:
+                event = self._block(block)
+                if event is not None:
+                    events.append(event)
+        return events
 
     def finish(self) -> list[SSEEvent]:
-        """The stream ended: decode the unterminated last line and dispatch whatever event is pending."""
-        lines = [b"".join(self._pending)] if self._pending else []
+        """The stream ended: dispatch the unterminated last event, if it has any data."""
+        block = b"".join(self._pending)
         self._pending.clear()
-        if not self._started and lines:  # a whole stream shorter than a BOM
+        if not self._started:  # a whole stream shorter than a BOM
             self._started = True
-            lines[0] = lines[0].removeprefix(BOM)
-        lines.append(b"")
-        return self._lines(lines)
+            block = block.removeprefix(BOM)
+        event = self._block(block) if block else None
+        return [event] if event is not None else []
 
     # --- internals -----------------------------------------------------------------------------------------
 
@@ -106,39 +116,35 @@ class SSEDecoder:
         self._started = True
         return head.removeprefix(BOM)
 
-    def _lines(self, lines: list[bytes]) -> list[SSEEvent]:
-        events: list[SSEEvent] = []
-        data = self._data
-        for line in lines:
-            if line.startswith(b"data: "):
-                data.append(line[6:])
-            elif not line:
-                if data:
-                    raw = data[0] if len(data) == 1 else b"\n".join(data)
-                    events.append(
-                        SSEEvent(raw.decode("utf-8", "replace"), self._event, self._last_id, self._retry)
-                    )
-                    data = self._data = []
-                self._event = None
-                self._retry = None
-            elif line[0] != 0x3A:  # ":" starts a comment
-                self._field(line, data)
-        return events
+    def _block(self, block: bytes) -> SSEEvent | None:
+        """One event's lines (it ends with the blank line that cut it off), by the spec's field rules."""
+        data: list[bytes] = []
+        event_type: str | None = None
+        retry: int | None = None
+        for line in block.split(b"\n"):
+            if not line:  # only a block's first line can be blank (a third newline in a row): nothing pending
+                continue
+            if line[0] == 0x3A:  # ":" starts a comment
+                continue
+            name, colon, value = line.partition(b":")
+            if colon and value[:1] == b" ":
+                value = value[1:]
+            if name == b"data":
+                data.append(value)
+            elif name == b"event":
+                event_type = value.decode("utf-8", "replace") or None
+            elif name == b"id":
+                if b"\0" not in value:
+                    self._last_id = value.decode("utf-8", "replace")
+            elif name == b"retry" and value.isdigit():
+                retry = int(value)
+            # any other field name is ignored, as the spec says
+        if not data:
+            return None
+        return SSEEvent(b"\n".join(data).decode("utf-8", "replace"), event_type, self._last_id, retry)
 
-    def _field(self, line: bytes, data: list[bytes]) -> None:
-        name, colon, value = line.partition(b":")
-        if colon and value[:1] == b" ":
-            value = value[1:]
-        if name == b"data":
-            data.append(value)
-        elif name == b"event":
-            self._event = value.decode("utf-8", "replace") or None
-        elif name == b"id":
-            if b"\0" not in value:
-                self._last_id = value.decode("utf-8", "replace")
-        elif name == b"retry" and value.isdigit():
-            self._retry = int(value)
-        # any other field name is ignored, as the spec says
+
+_new_event = tuple.__new__  # SSEEvent without the Python-level __new__ of NamedTuple, on the hot path
 
 
 def decode_all(chunks: list[bytes] | tuple[bytes, ...]) -> list[SSEEvent]:

@@ -169,8 +169,8 @@ def test_progress_is_live_but_never_from_half_a_number(pieces: list[str], percen
         ("Your task is queued.\n", [None]),
         ("in queue, please wait\n", [None]),
         ("排队位置: 3\n", [3]),
-        ("> 排队中, 排队位置：12\n", [12]),
-        ("queued (position 5)\n", [5]),
+        ("> 排队中, 排队位置：12\n", [None, 12]),
+        ("queued (position 5)\n", [None, 5]),
         ("Position in queue: 2\nposition: 1\n", [2, 1]),
         ("您前面还有人, 当前第 4 位\n", [4]),
         ("> 生成中\n> 排队中\n", []),  # once running, a queue line is stale
@@ -183,8 +183,8 @@ def test_queue_forms(text: str, queued: list[int | None]) -> None:
 
 def test_queue_is_reported_before_the_line_ends() -> None:
     parser = ProgressParser()
-    assert parser.feed("> 排队中") == [Queued(None)]
-    assert parser.feed("...") == []
+    assert list(parser.feed("> 排队中")) == [Queued(None)]
+    assert not parser.feed("...")
 
 
 @pytest.mark.parametrize("text", ["> 生成中.", "generating", "Processing your video", "status: in_progress", "🏃"])
