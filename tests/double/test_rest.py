@@ -114,3 +114,28 @@ async def test_message_content_intent_off_in_the_portal(bot_harness: BotHarness,
     assert discord_double.gateway.close_codes == [4014]
     await bot_harness.start(message_content=False)  # without the intent the bot still logs in
     assert bot_harness.bot is not None and bot_harness.bot.is_ready()
+
+
+async def test_response_with_file_and_thread_archive(bot_harness: BotHarness, discord_double: DiscordDouble) -> None:
+    archived: list[bool] = []
+
+    class Files(commands.Cog):
+        @app_commands.command(name="file", description="Answers with a file")
+        async def file(self, interaction: discord.Interaction) -> None:
+            await interaction.response.send_message(
+                "here", file=discord.File(io.BytesIO(PNG), "here.png"), ephemeral=True
+            )
+            assert isinstance(interaction.channel, discord.TextChannel)
+            thread = await interaction.channel.create_thread(name="side", type=discord.ChannelType.public_thread)
+            await thread.send("in the thread")
+            edited = await thread.edit(archived=True)
+            archived.append(edited.archived)
+
+    await bot_harness.start(setup=lambda bot: bot.add_cog(Files()))
+    handle = await discord_double.slash("file", user=discord_double.add_member(name="max"))
+    answer = await handle.wait_original()
+    assert answer.ephemeral and answer.attachments[0].data == PNG and answer.attachments[0].ephemeral
+    await discord_double.wait_for(lambda: archived)
+    (thread,) = discord_double.threads()
+    assert archived == [True] and thread.archived and thread.type == 11
+    assert [m.content for m in discord_double.messages(thread)] == ["in the thread"]
