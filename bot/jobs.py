@@ -86,7 +86,7 @@ class Origin(Protocol):
     async def refuse(self, text: str) -> None:
         """Tell the member why nothing happened (privately where Discord allows)."""
 
-    async def first_target(self, payload: MessagePayload) -> EditTarget:
+    async def first_target(self, payload: MessagePayload, scheduler: EditScheduler) -> EditTarget:
         """Show the first progress state and return what the streamer edits from then on."""
 
 
@@ -102,8 +102,9 @@ class InteractionOrigin:
             await self.interaction.delete_original_response()
         await self.interaction.followup.send(text, ephemeral=True)
 
-    async def first_target(self, payload: MessagePayload) -> EditTarget:
+    async def first_target(self, payload: MessagePayload, scheduler: EditScheduler) -> EditTarget:
         target = InteractionTarget(self.interaction, self.created_at)
+        await scheduler.reserve(target.budget_keys)
         await target.edit(payload)
         return target
 
@@ -118,7 +119,8 @@ class ReplyOrigin:
         with contextlib.suppress(discord.HTTPException):
             await self.message.reply(text, mention_author=False)
 
-    async def first_target(self, payload: MessagePayload) -> EditTarget:
+    async def first_target(self, payload: MessagePayload, scheduler: EditScheduler) -> EditTarget:
+        await scheduler.reserve((f"channel:{self.message.channel.id}",))
         sent = await self.message.reply(
             content=payload.content, embeds=payload.embeds, view=payload.view, mention_author=False  # type: ignore[arg-type]
         )
@@ -272,7 +274,7 @@ class JobManager:
         job = Job(self, generation, spec, started=self.clock.time())
         self.jobs[job.id] = job
         try:
-            target = await origin.first_target(progress_payload(job.view(), spec.locale))
+            target = await origin.first_target(progress_payload(job.view(), spec.locale), self.scheduler)
         except discord.HTTPException as exc:
             log.warning("job %s: could not show progress (%s); refunding", job.id, exc)
             await self.db.mark_failed(job.id, FailureKind.UPSTREAM.value, "could not post progress", charge=False)
@@ -280,6 +282,7 @@ class JobManager:
             return None
         await self._remember_progress_message(job, target)
         job.streamer = self._streamer(job, target)
+        job.streamer.mark_edited()
         job.task = asyncio.create_task(self._run(job), name=f"job-{job.id}")
         return job
 
@@ -449,18 +452,15 @@ class JobManager:
             assistant_text=result.assistant_text,
             task_id=result.task_id or job.task_id,
         )
+        job.phase, job.percent = Phase.DONE, 100.0
+        if job.streamer is not None:
+            await job.streamer.close(progress_payload(job.view(result_url=posted.message.jump_url), job.spec.locale))
         if not isinstance(posted.message.channel, discord.Thread):
             thread = await open_thread(
                 posted.message, job.spec.prompt, t("result.thread_name", job.spec.locale, prompt=job.spec.prompt)
             )
             if thread is not None:
                 await self.db.set_thread(job.id, thread.id)
-        job.phase, job.percent = Phase.DONE, 100.0
-        if job.streamer is not None:
-            final = progress_payload(
-                job.view(result_url=posted.message.jump_url if posted else None), job.spec.locale
-            )
-            await job.streamer.close(final)
 
     async def _post_result(
         self, job: Job, channel: discord.abc.Messageable, video: Any, info: ResultInfo
@@ -634,6 +634,7 @@ class JobManager:
         message = await channel.send(content=payload.content, embeds=payload.embeds, view=payload.view)  # type: ignore[call-arg]
         await self.db.set_progress_message(job.id, message.id, forget_interaction=True)
         job.streamer = ProgressStreamer(self.scheduler, ChannelMessageTarget(message))
+        job.streamer.mark_edited()
         job.task = asyncio.create_task(self._run(job, resume_task_id=generation.task_id), name=f"job-{job.id}")
 
     async def close(self) -> None:

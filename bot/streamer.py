@@ -3,8 +3,9 @@
 - A `ProgressStreamer` owns one message. `update()` only replaces the latest payload (coalescing: the newest
   state wins, nothing queues up); `close()` delivers the final payload and never drops it.
 - One `EditScheduler` per bot decides when each streamer may edit: at most once per `interval` per message,
-  within a shared budget per channel (every progress message in a channel shares it), per interaction
-  webhook, and globally. State changes and final edits go first; otherwise the message that waited longest.
+  within every budget the call touches: the channel's message bucket (shared by every bot-token message create
+  and edit in that channel), the interaction webhook's bucket (per token), and a global one. State changes
+  and final edits go first; otherwise the message that waited longest.
 - Budgets start from Discord's observed numbers and follow the rate-limit headers discord.py receives
   (`observe_response`, wired to the client's `http_trace`), so a tighter real limit is respected too.
 - Interaction tokens die after 15 minutes: before that, the streamer asks its `handover` callback for an
@@ -71,7 +72,8 @@ class InteractionTarget:
         self.interaction = interaction
         assert interaction.channel_id is not None
         self.channel_id = interaction.channel_id
-        self.budget_keys = (f"channel:{self.channel_id}", webhook_key(interaction.token))
+        # Interaction webhook edits have their own bucket per token (not the channel's message bucket).
+        self.budget_keys = (webhook_key(interaction.token),)
         self.expires_at: float | None = created_at + INTERACTION_TOKEN_LIFE
         self.message: discord.InteractionMessage | None = None
 
@@ -158,6 +160,7 @@ class EditScheduler:
         self.windows: dict[str, SlidingWindow] = {}
         self.global_window = SlidingWindow(*global_budget)
         self.waiting: set[ProgressStreamer] = set()
+        self.flushing: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -261,10 +264,12 @@ class EditScheduler:
 
     async def close(self) -> None:
         self.waiting.clear()
-        if self._task is not None:
-            self._task.cancel()
+        tasks = [*self.flushing, *([self._task] if self._task is not None else [])]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+                await task
 
 
 HandoverFactory = Callable[[], Awaitable["EditTarget | None"]]
@@ -298,6 +303,12 @@ class ProgressStreamer:
     def __hash__(self) -> int:
         return id(self)
 
+    def mark_edited(self) -> None:
+        """The message was just written outside the streamer (e.g. when it was posted): space the next edit."""
+        now = self.scheduler.clock.monotonic()
+        self.last_edit = now
+        self.next_allowed = now + self.interval
+
     def update(self, payload: MessagePayload, priority: Priority = Priority.PROGRESS) -> None:
         """Replace the pending payload with the newest state; never blocks, never queues."""
         if self.lost or self._final is not None:
@@ -326,6 +337,8 @@ class ProgressStreamer:
     def start_flush(self) -> None:
         self.in_flight = True
         self._flush_task = asyncio.create_task(self._flush(), name="progress-edit")
+        self.scheduler.flushing.add(self._flush_task)
+        self._flush_task.add_done_callback(self.scheduler.flushing.discard)
 
     async def _flush(self) -> None:
         payload, priority = self.pending, self.priority
@@ -352,7 +365,8 @@ class ProgressStreamer:
             self._final.set_result(value)
 
     async def _edit(self, payload: MessagePayload, attempts: int = 3) -> bool:
-        await self._maybe_handover()
+        if await self._maybe_handover():
+            return True  # the new message was just posted showing the current state
         for attempt in range(attempts):
             try:
                 await self.target.edit(payload)
@@ -380,6 +394,9 @@ class ProgressStreamer:
                     log.warning("progress edit failed after %d attempts: %s", attempts, type(exc).__name__)
                     return False
                 await asyncio.sleep(0.5 * 2**attempt)
+            except Exception:
+                log.exception("progress edit failed in channel %s", self.target.channel_id)
+                return False
         return False
 
     async def _maybe_handover(self, *, force: bool = False) -> bool:
