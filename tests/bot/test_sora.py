@@ -248,3 +248,18 @@ async def test_fifty_jobs_in_one_channel_without_a_single_429(
         times = [revision.monotonic for revision in original.history[1:]]
         assert all(b - a >= 0.2 - 0.02 for a, b in itertools.pairwise(times))
     await wait_ledger(db, [LedgerState.CHARGED] * 50)
+
+
+async def test_options_are_offered_from_the_models_table(
+    bot_harness: BotHarness, discord_double: DiscordDouble
+) -> None:
+    await start_bot(bot_harness)
+    alice = discord_double.add_member(name="alice")
+    models = await discord_double.autocomplete("sora", user=alice, focused="model", prompt="x")
+    assert {c["value"] for c in models} == {"sora-2", "sora-2-pro", "sora-2-hd", "veo-3.1", "veo-3.1-fast"}
+    veo = await discord_double.autocomplete("sora", user=alice, focused="model", prompt="x", model="veo")
+    assert {c["value"] for c in veo} == {"veo-3.1", "veo-3.1-fast"}
+    seconds = await discord_double.autocomplete("sora", user=alice, focused="seconds", model="veo-3.1")
+    assert [c["value"] for c in seconds] == [4, 6, 8]
+    sizes = await discord_double.autocomplete("sora", user=alice, focused="size", model="sora-2-hd")
+    assert [c["value"] for c in sizes] == ["landscape", "portrait", "1792x1024", "1024x1792"]

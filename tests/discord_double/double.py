@@ -191,6 +191,7 @@ class DiscordDouble:
         self.cdn_requests: list[str] = []
         self.command_syncs: list[tuple[int | None, list[str]]] = []
         self._expected: list[int | str] | None = []
+        self._injected_errors: list[list[Any]] = []  # [method, route template, status, times left]
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -473,6 +474,42 @@ class DiscordDouble:
         )
         return InteractionHandle(self, interaction)
 
+    async def autocomplete(
+        self,
+        name: str,
+        *,
+        user: AnyUser,
+        focused: str,
+        channel: Channel | None = None,
+        locale: str = "en-US",
+        **typed: Any,
+    ) -> list[dict[str, Any]]:
+        """A member is typing option `focused` of `/name`; returns the choices the bot offered (callback type 8).
+
+        `typed` holds what is in each option box so far, sent as Discord does: raw, unvalidated, as strings.
+        """
+        channel = channel or self.channel
+        command = self.find_command(name, channel.guild)
+        kinds = {o["name"]: o["type"] for o in command.options}
+        if focused not in kinds:
+            raise LookupError(f"/{name} has no option {focused!r}")
+        options = [
+            {"name": key, "type": kinds[key], "value": str(value), **({"focused": True} if key == focused else {})}
+            for key, value in typed.items()
+        ]
+        if focused not in typed:
+            options.append({"name": focused, "type": kinds[focused], "value": "", "focused": True})
+        data: dict[str, Any] = {"id": str(command.id), "name": command.name, "type": 1, "options": options}
+        if command.guild_id is not None:
+            data["guild_id"] = str(command.guild_id)
+        interaction = self.world.create_interaction(
+            InteractionType.AUTOCOMPLETE, user=_user(user), channel=channel, data=data, locale=locale
+        )
+        handle = InteractionHandle(self, interaction)
+        assert await handle.wait_response() == 8
+        (callback,) = [c for c in interaction.callbacks if c.status < 400]
+        return list((callback.data or {}).get("choices", []))
+
     def _options(
         self,
         definitions: list[dict[str, Any]],
@@ -745,6 +782,19 @@ class DiscordDouble:
         """Answer the next `times` requests to `route` ("POST /channels/{channel_id}/messages") with a 429."""
         method, template = route.split(" ", 1)
         self.limiter.inject(method, template, retry_after=retry_after, times=times, is_global=is_global)
+
+    def inject_error(self, route: str, *, status: int = 500, times: int = 1) -> None:
+        """Answer the next `times` requests to `route` ("PATCH /webhooks/{webhook_id}/{webhook_token}/messages/
+        {message_id}") with a server error (`status` 500/502/503/504), as Discord does in a bad minute."""
+        method, template = route.split(" ", 1)
+        self._injected_errors.append([method.upper(), template, status, times])
+
+    def _take_injected_error(self, method: str, template: str) -> int | None:
+        for entry in self._injected_errors:
+            if entry[0] == method and entry[1] == template and entry[3] > 0:
+                entry[3] -= 1
+                return int(entry[2])
+        return None
 
     def force_reconnect(self) -> int:
         """Send op 7 RECONNECT; the client reconnects to the resume URL and RESUMEs."""
