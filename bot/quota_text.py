@@ -33,6 +33,8 @@ def denial_sentence(denied: QuotaDenied, locale: str, clock: Clock) -> str:
         case DenyReason.MEMBER_QUOTA:
             limit = denied.limit or 0
             left = max(0, limit - denied.used)
+            if denied.resets_at is None and denied.cost > limit:
+                return t("quota.over_allowance", locale, cost=denied.cost, limit=limit)
             if left > 0:
                 return t("quota.too_expensive", locale, cost=denied.cost, left=left, reset=reset)
             return t("quota.exhausted", locale, used=denied.used, limit=limit, reset=reset)
