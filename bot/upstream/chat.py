@@ -131,8 +131,7 @@ class ChatStream:
         self.error: Failed | None = None  # an `{"error": …}` payload
         self._head = bytearray()
         self._source = ""  # "content" | "reasoning": where the last text came from
-        self._ends_line = True
-        self._templates: list[tuple[str, str, str]] = []  # (prefix, suffix, field); see _learn
+        self._templates: list[tuple[str, str, str, int, int]] = []  # (prefix, suffix, source, lengths); _learn
         self._lessons = 0
 
     # --- feeding -------------------------------------------------------------------------------------------
@@ -142,11 +141,38 @@ class ChatStream:
         if not self.events and len(self._head) < HEAD_LIMIT:
             self._head += data[: HEAD_LIMIT - len(self._head)]
         out: list[Event] = []
-        for sse in self.decoder.feed(data):
-            self.events += 1
-            text = sse.data
-            if self._templates and self._fast(text, out):
+        templates = self._templates
+        # Text of consecutive template chunks is handed to the parser in one piece per read: the parser gives
+        # the same events for any split of its text, and one call per read costs far less than one per chunk.
+        batch: list[str] = []
+        batch_source = ""
+        events = self.decoder.feed(data)
+        self.events += len(events)
+        for sse in events:
+            text = sse[0]
+            handled = False
+            for prefix, suffix, source, start, tail in templates:
+                # The hot path (see _learn): the same envelope as an earlier chunk around one new string.
+                if text.startswith(prefix) and text.endswith(suffix):
+                    try:
+                        value, end = _scan_string(text, start)
+                    except ValueError:
+                        break
+                    if end == len(text) - tail:
+                        handled = True
+                        if value:
+                            if source != batch_source:
+                                if batch:
+                                    out.extend(self._text("".join(batch), batch_source))
+                                    batch.clear()
+                                batch_source = source
+                            batch.append(value)
+                    break
+            if handled:
                 continue
+            if batch:
+                out.extend(self._text("".join(batch), batch_source))
+                batch.clear()
             if text[:5] == "[DONE" or text.lstrip().startswith("[DONE"):
                 self.done = True
                 break
@@ -171,6 +197,8 @@ class ChatStream:
                 break
             if self._lessons < MAX_LESSONS:
                 self._learn(payload, text)
+        if batch:
+            out.extend(self._text("".join(batch), batch_source))
         return out
 
     def feed_json(self, body: bytes | str) -> list[Event]:
@@ -267,20 +295,6 @@ class ChatStream:
     # the same JSON document with another string, so only the string needs decoding. Anything else takes the
     # full parse. This makes JSON cost a fraction of the decoding instead of most of it.
 
-    def _fast(self, text: str, out: list[Event]) -> bool:
-        for prefix, suffix, source in self._templates:
-            if text.startswith(prefix) and text.endswith(suffix):
-                try:
-                    value, end = _scan_string(text, len(prefix))
-                except ValueError:
-                    return False
-                if end != len(text) - len(suffix):
-                    return False
-                if value:
-                    out.extend(self._text(value, source))
-                return True
-        return False
-
     def _learn(self, payload: dict[str, Any], text: str) -> None:
         choices = payload.get("choices")
         if type(choices) is not list or len(choices) != 1 or type(choices[0]) is not dict:
@@ -305,8 +319,9 @@ class ChatStream:
                     found, end = _scan_string(text, start + 1)
                 except ValueError:
                     found, end = None, 0
-                if found == value and self._template_holds(text[: start + 1], text[end:], payload, key):
-                    self._templates.append((text[: start + 1], text[end:], source))
+                prefix, suffix = text[: start + 1], text[end:]
+                if found == value and self._template_holds(prefix, suffix, payload, key):
+                    self._templates.append((prefix, suffix, source, len(prefix), len(suffix)))
                     return
             at = text.find(marker, at + 1)
 
@@ -317,8 +332,8 @@ class ChatStream:
             probe = json.loads(f"{prefix}{TEMPLATE_PROBE}\"{suffix}")
         except ValueError:
             return False
-        expected = json.loads(json.dumps(payload))
-        expected["choices"][0]["delta"][key] = TEMPLATE_PROBE
+        choice = payload["choices"][0]
+        expected = {**payload, "choices": [{**choice, "delta": {**choice["delta"], key: TEMPLATE_PROBE}}]}
         return bool(probe == expected)
 
     def _payload(self, payload: dict[str, Any], raw: str) -> list[Event]:
@@ -344,17 +359,20 @@ class ChatStream:
                 self.finish_reason = str(finish).lower()
         return out
 
-    def _text(self, text: Any, source: str) -> list[Event]:
+    def _text(self, text: Any, source: str) -> Sequence[Event]:
         if type(text) is not str:
             text = _parts_text(text)
             if not text:
-                return []
+                return ()
         if source != self._source:
-            if self._source and not self._ends_line:
-                text = "\n" + text  # keep a line from one field from running into the other's
-            self._source = source
-        self._ends_line = text[-1] == "\n"
+            text = self._switch(text, source)
         return self.parser.feed(text)
+
+    def _switch(self, text: str, source: str) -> str:
+        """Text from the other field (content vs reasoning_content) starts on a line of its own."""
+        previous = self.parser.text if self._source else ""
+        self._source = source
+        return text if not previous or previous[-1] == "\n" else "\n" + text
 
     def _error(self, raw: str) -> None:
         message, code = error_message(raw)

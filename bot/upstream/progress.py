@@ -17,6 +17,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from enum import Enum, auto
+from typing import Any
 
 from bot.upstream.base import classify_error
 from bot.upstream.types import Event, Failed, Preview, Progress, Queued, Succeeded, TaskId
@@ -39,70 +40,199 @@ class Signal(Enum):
 @dataclass(frozen=True, slots=True)
 class Row:
     signal: Signal
-    pattern: re.Pattern[str]
+    pattern: re.Pattern[str]  # matched against the lowercased text
     partial: bool = False  # also looked for in the unfinished last line, for live updates
-    digit_led: bool = False  # every match starts with its number (a cheap pass can look for just these)
 
 
-def row(signal: Signal, pattern: str, *, partial: bool = False, digit_led: bool = False) -> Row:
-    return Row(signal, re.compile(pattern, FLAGS), partial, digit_led)
+UPPER_CASE = re.compile(r"(?<!\\)[A-Z]")
+
+
+def row(signal: Signal, pattern: str, *, partial: bool = False) -> Row:
+    if UPPER_CASE.search(pattern):
+        raise ValueError(f"rows are matched against lowercased text: write {pattern!r} in lower case")
+    return Row(signal, re.compile(pattern), partial)
 
 
 # One row per phrasing, the more specific first. Rows are tried on every line that is not part of the prompt's
-# JSON echo; URLs are blanked first so a link can never look like a status.
+# JSON echo, lowercased, with its URLs blanked so a link can never look like a status. Every row starts at a
+# word boundary (a match starting inside a word or a number is dropped, see `glued`), so patterns begin with
+# the literal text they look for: that lets the regex engine skip ahead fast (no leading `\b`, no lookbehind).
 ROWS: tuple[Row, ...] = (
     row(Signal.POSITION, r"(?:排队位置|队列位置|当前位置|位置|position(?: in queue)?|place in (?:the )?queue)"
         r"\s*(?:[:：#]|is)?\s*(\d{1,6})(?!\d)", partial=True),
     row(Signal.POSITION, r"第\s*(\d{1,6})\s*位", partial=True),
-    row(Signal.QUEUED, r"排队|队列中|等待中|⌛|\bqueued\b|\bin (?:the )?queue\b|\bwaiting\b|\bpending\b", partial=True),
-    row(Signal.RUNNING, r"生成中|处理中|渲染中|正在生成|\bgenerating\b|\bprocessing\b|\brendering\b|"
-        r"\bin[ _]progress\b|\brunning\b|🏃", partial=True),
-    row(Signal.PERCENT, r"(?<![\d.])(\d{1,3}(?:\.\d+)?)\s*[%％]", partial=True, digit_led=True),
+    row(Signal.QUEUED, r"排队|队列中|等待中|⌛|queued\b|in (?:the )?queue\b|waiting\b|pending\b", partial=True),
+    row(Signal.RUNNING, r"生成中|处理中|渲染中|正在生成|generating\b|processing\b|rendering\b|in[ _]progress\b|"
+        r"running\b|🏃", partial=True),
+    row(Signal.PERCENT, r"(\d{1,3}(?:\.\d+)?)\s*[%％]", partial=True),
     row(Signal.PERCENT, r"(?:进度|progress)\s*[:：]?\s*(\d{1,3}(?:\.\d+)?)(?![\d.%％])", partial=True),
-    row(Signal.STEP, r"(?<!\d)(?<!\d\.)(\d{1,3})\.{2,}", partial=True, digit_led=True),
-    row(Signal.TASK_ID, r"\bID\s*[:：]\s*`([^`\s]{4,})`"),
-    row(Signal.TASK_ID, r"\btask[_ -]?id\b[\"']?\s*[:：=]\s*[`\"']?([\w.:-]{4,})"),
-    row(Signal.TASK_ID, r"任务\s*(?:ID|编号)\s*[:：]\s*`?([\w.:-]{4,})"),
-    row(Signal.TASK_ID, r"(?<![\w/.-])(task_[A-Za-z0-9_-]{4,})"),
-    row(Signal.SID, r"\bsid\s*[:：]\s*`?([\w-]{4,})"),
-    row(Signal.SUCCESS, r"✅|生成完成|生成成功|任务完成|已完成|\bgenerated successfully\b|"
-        r"\bgeneration (?:is )?complete\b|\bsucceeded\b|\bcompleted\b|\bsuccess(?:fully)?\b"),
-    row(Signal.FAILURE, r"❌|失败|\bfailed\b|\bfailure\b|(?:^|[\s>*])(?:error|错误)\s*[:：]|"
+    row(Signal.STEP, r"(\d{1,3})\.{2,}", partial=True),
+    row(Signal.TASK_ID, r"id\s*[:：]\s*`([^`\s]{4,})`"),
+    row(Signal.TASK_ID, r"task[_ -]?id\b[\"']?\s*[:：=]\s*[`\"']?([\w.:-]{4,})"),
+    row(Signal.TASK_ID, r"任务\s*(?:id|编号)\s*[:：]\s*`?([\w.:-]{4,})"),
+    row(Signal.TASK_ID, r"(task_[a-z0-9_-]{4,})"),
+    row(Signal.SID, r"sid\s*[:：]\s*`?([\w-]{4,})"),
+    row(Signal.SUCCESS, r"✅|生成完成|生成成功|任务完成|已完成|generated successfully\b|"
+        r"generation (?:is )?complete\b|succeeded\b|completed\b|success(?:fully)?\b"),
+    row(Signal.FAILURE, r"❌|失败|failed\b|failure\b|error\s*[:：]|错误\s*[:：]|"
         r"content[ _-]?policy[ _-]?violation|违反.{0,8}(?:政策|规定|规则)|内容违规|审核未通过|"
         r"moderation[_ ]blocked|rejected by (?:the )?safety"),
-)
+)  # fmt: skip
 
 # Lines that carry a progress counter; only they may use the bare `36..44..` form.
-PROGRESS_LINE = re.compile(r"进度|progress|🏃|percent|完成度", FLAGS)
+PROGRESS_LINE = re.compile(r"进度|progress|🏃|percent|完成度")
 # Keys of the prompt echo inside a ```json fence: the member's own words, never a status.
 ECHO_KEYS = re.compile(r"^\s*\"(?:prompt|text|content|description|input|query|message|messages)\"\s*:", FLAGS)
-TASK_ID_ROWS = tuple(r for r in ROWS if r.signal is Signal.TASK_ID)
 NUMERIC = frozenset({Signal.POSITION, Signal.PERCENT, Signal.STEP})
 COUNTERS = frozenset({Signal.PERCENT, Signal.STEP})
 
 
+def glued(low: str, at: int) -> bool:
+    """A match starting at `at` would start inside a word (`unsuccessful`) or a number (`3.5` read from `5`)."""
+    if at == 0:
+        return False
+    first, before = low[at], low[at - 1]
+    if "0" <= first <= "9":
+        return "0" <= before <= "9" or (before == "." and at > 1 and "0" <= low[at - 2] <= "9")
+    if "a" <= first <= "z":
+        return "a" <= before <= "z" or "0" <= before <= "9" or before == "_"
+    return False
+
+
+def lowered(text: str) -> str:
+    """`text` in lower case, character for character (the rare characters whose lower case is longer stay)."""
+    low = text.lower()
+    return low if len(low) == len(text) else text
+
+
+DIGITS = "0123456789０１２３４５６７８９"  # what `\\d` means in the text gateways send: ASCII and full-width
+
+
+def first_chars(pattern: str) -> frozenset[str] | None:
+    """Every character a match of `pattern` can start with, or None when that is not simple to tell."""
+    try:
+        from re import _parser as sre_parse  # Python >= 3.11
+    except ImportError:  # pragma: no cover
+        import sre_parse  # type: ignore[no-redef]
+    ops = sre_parse
+
+    def of(items: Any) -> set[str] | None:
+        for op, av in items:
+            if op is ops.LITERAL:
+                return {chr(av)}
+            if op is ops.IN:
+                chars: set[str] = set()
+                for kind, value in av:
+                    if kind is ops.LITERAL:
+                        chars.add(chr(value))
+                    elif kind is ops.RANGE and value[1] - value[0] < 256:
+                        chars.update(map(chr, range(value[0], value[1] + 1)))
+                    elif kind is ops.CATEGORY and value is ops.CATEGORY_DIGIT:
+                        chars.update(DIGITS)
+                    else:
+                        return None
+                return chars
+            if op is ops.BRANCH:
+                union: set[str] = set()
+                for branch in av[1]:
+                    found = of(branch)
+                    if found is None:
+                        return None
+                    union |= found
+                return union
+            if op is ops.SUBPATTERN:
+                return of(av[3])
+            if op in (ops.MAX_REPEAT, ops.MIN_REPEAT) and av[0] > 0:
+                return of(av[2])
+            if op in (ops.AT, ops.ASSERT, ops.ASSERT_NOT):
+                continue  # takes no characters: the next item starts the match
+            return None
+        return None
+
+    try:
+        found = of(sre_parse.parse(pattern).data)
+    except Exception:  # an analysis this small must never break the parser: fall back to no shortcut
+        return None
+    return frozenset(found) if found else None
+
+
 class RowTable:
-    """Rows joined into one alternation, so one pass over a line finds every row's matches in text order.
+    """Rows searched in one pass over a line.
 
-    `rows[m.lastgroup]` is the row a match belongs to, with the group number of its value (0: none)."""
+    Sparse text (most lines): a character class of every row's possible first characters finds the next place
+    where a row could match (the regex engine skips to it in C); there, the rows that can start with that
+    character are tried in table order, the first match counts, and the search goes on after it. Dense text
+    (runs of counters), when every row has one capturing group: one alternation of all the rows, whose
+    matched group tells the row. When a row's first characters cannot be worked out, the alternation finds
+    the places and the rows are tried there in order (slower, same result)."""
 
-    def __init__(self, rows: tuple[Row, ...]) -> None:
-        self.pattern = re.compile("|".join(f"(?P<r{i}>{r.pattern.pattern})" for i, r in enumerate(rows)), FLAGS)
-        self.rows: dict[str | None, tuple[Signal, int]] = {
-            f"r{i}": (r.signal, self.pattern.groupindex[f"r{i}"] + 1 if r.pattern.groups else 0)
-            for i, r in enumerate(rows)
-        }
+    def __init__(self, rows: tuple[Row, ...], *, dense: bool = False) -> None:
+        self.rows = rows
+        self.grouped: re.Pattern[str] | None = None
+        self.by_char: dict[str, tuple[Row, ...]] = {}
+        starts = [first_chars(r.pattern.pattern) for r in rows]
+        if dense and all(r.pattern.groups == 1 for r in rows):
+            self.grouped = re.compile("|".join(r.pattern.pattern for r in rows))
+            self.signals = {index: r.signal for index, r in enumerate(rows, start=1)}
+            self.finder = self.grouped
+        elif all(chars is not None for chars in starts):
+            alphabet = sorted(set().union(*[c for c in starts if c is not None]))
+            self.finder = re.compile("[" + "".join(re.escape(c) for c in alphabet) + "]")
+            self.by_char = {
+                c: tuple(r for r, chars in zip(rows, starts, strict=True) if chars is not None and c in chars)
+                for c in alphabet
+            }
+        else:
+            self.finder = re.compile("|".join(r.pattern.pattern for r in rows))
+
+    def matches(self, low: str, pos: int = 0) -> list[tuple[Signal, re.Match[str], int]]:
+        """(signal, match, number of the group holding the value or 0) for every row match in `low` from `pos`,
+        in text order."""
+        found: list[tuple[Signal, re.Match[str], int]] = []
+        if self.grouped is not None:
+            signals = self.signals
+            for match in self.grouped.finditer(low, pos):
+                if not glued(low, match.start()):
+                    index = match.lastindex or 0
+                    found.append((signals[index], match, index))
+            return found
+        search = self.finder.search
+        by_char = self.by_char
+        hit = search(low, pos)
+        while hit is not None:
+            at = hit.start()
+            after = at + 1
+            if not glued(low, at):
+                for rule in by_char.get(low[at], self.rows):
+                    match = rule.pattern.match(low, at)
+                    if match is not None:
+                        found.append((rule.signal, match, 1 if rule.pattern.groups else 0))
+                        after = max(after, match.end())
+                        break
+            hit = search(low, after)
+        return found
 
 
 ALL_ROWS = RowTable(ROWS)
 PARTIAL_ROWS = RowTable(tuple(r for r in ROWS if r.partial))
 LINE_ONLY_ROWS = RowTable(tuple(r for r in ROWS if not r.partial))
-COUNTER_ROWS = RowTable(tuple(r for r in ROWS if r.signal in COUNTERS))
-NUMBER_ROWS = RowTable(tuple(r for r in ROWS if r.partial and r.signal in NUMERIC))
-DIGIT_LED_ROWS = RowTable(tuple(r for r in ROWS if r.partial and r.digit_led))
+COUNTER_ROWS = RowTable(tuple(r for r in ROWS if r.signal in COUNTERS), dense=True)
+NUMBER_ROWS = RowTable(tuple(r for r in ROWS if r.partial and r.signal in NUMERIC), dense=True)
+DIGIT_LED_ROWS = RowTable(
+    tuple(r for r in ROWS if r.signal in COUNTERS and r.pattern.pattern.startswith("(\\d")), dense=True
+)
+TASK_ID_ROWS = RowTable(tuple(r for r in ROWS if r.signal is Signal.TASK_ID))
+PARTIAL_URL = re.compile(r"(?:https?:)?//[^\s)\]<>\"'`]*")
+
+
+def _blank(match: re.Match[str]) -> str:
+    return " " * (match.end() - match.start())
+
+
 # New text made only of these cannot end a keyword, only complete a number.
 PUNCTUATION = ". \t%％:：,，"
 NUMBERISH = "0123456789" + PUNCTUATION
+DOTTED = "0123456789."
 NO_EVENTS: tuple[Event, ...] = ()
 
 # --- links -----------------------------------------------------------------------------------------------
@@ -158,38 +288,41 @@ class Link:
 def classify_link(url: str, label: str, context: str, *, tag: str = "", attr: str = "") -> tuple[LinkKind, int]:
     """(kind, video score) for one link, from its label, its URL, the words around it and its HTML tag."""
     fields = {"label": label, "url": url, "context": context}
-    if any(h.kind is LinkKind.DATA and h.pattern.search(fields[h.where]) for h in LINK_HINTS):
-        return LinkKind.DATA, 0
-    labelled_preview = any(
-        h.kind is LinkKind.PREVIEW and h.where == "label" and h.pattern.search(label) for h in LINK_HINTS
-    )
-    score = 1 + sum(h.weight for h in LINK_HINTS if h.kind is LinkKind.VIDEO and h.pattern.search(fields[h.where]))
+    score = 1
+    preview = attr == "poster" or tag == "img"
+    for h in LINK_HINTS:
+        text = fields[h.where]
+        if not text or not h.pattern.search(text):
+            continue
+        if h.kind is LinkKind.DATA:
+            return LinkKind.DATA, 0
+        if h.kind is LinkKind.PREVIEW:
+            preview = True
+        else:
+            score += h.weight
     if tag in ("video", "source") and attr == "src":
         score += VIDEO_TAG_WEIGHT
-    image_url = any(h.kind is LinkKind.PREVIEW and h.where == "url" and h.pattern.search(url) for h in LINK_HINTS)
-    if labelled_preview or attr == "poster" or tag == "img" or image_url:
-        return LinkKind.PREVIEW, score
-    return LinkKind.VIDEO, score
+    return (LinkKind.PREVIEW if preview else LinkKind.VIDEO), score
 
 
 def find_links(line: str) -> list[tuple[int, int, str, str, str, str]]:
     """Every link in one line as (start, end, url, label, tag, attr): markdown, HTML tags, then bare URLs."""
     found: list[tuple[int, int, str, str, str, str]] = []
-    for match in MD_LINK.finditer(line):
-        found.append((match.start(), match.end(), match.group(3), match.group(2), "img" if match.group(1) else "", ""))
-    for match in HTML_TAG.finditer(line):
-        tag = match.group(1).lower()
-        for attr in ATTR.finditer(match.group(2)):
-            url = attr.group(2) or attr.group(3) or attr.group(4) or ""
-            found.append((match.start(), match.end(), url, match.group(3) or "", tag, attr.group(1).lower()))
-    if found:
+    if "](" in line:
+        for match in MD_LINK.finditer(line):
+            label = match.group(2)
+            found.append((match.start(), match.end(), match.group(3), label, "img" if match.group(1) else "", ""))
+    if "<" in line:
+        for match in HTML_TAG.finditer(line):
+            tag = match.group(1).lower()
+            for attr in ATTR.finditer(match.group(2)):
+                url = attr.group(2) or attr.group(3) or attr.group(4) or ""
+                found.append((match.start(), match.end(), url, match.group(3) or "", tag, attr.group(1).lower()))
+    if line.count("://") > sum("://" in f[2] for f in found):  # a URL that is not inside a link yet
         taken = [(start, end) for start, end, *_ in found]
         for match in BARE_URL.finditer(line):
             if not any(start <= match.start() < end for start, end in taken):
                 found.append((match.start(), match.end(), match.group().rstrip(URL_TRAILER), "", "", ""))
-    else:
-        for match in BARE_URL.finditer(line):
-            found.append((match.start(), match.end(), match.group().rstrip(URL_TRAILER), "", "", ""))
     return [f for f in found if f[2].lower().startswith(("http://", "https://", "//", "/"))]
 
 
@@ -331,11 +464,16 @@ class ProgressParser:
         """Read the unfinished line around its new text, which starts at `fresh`."""
         self._live = True
         text = window[fresh:]
+        held = self._held
+        self._held = text[-1:].isdigit()  # the line ends in a digit: `3` may yet become `36`, read it later
         if text.strip(NUMBERISH):  # words: the end of a keyword, maybe
             table, start = PARTIAL_ROWS, fresh - self.OVERLAP
+            window = lowered(window)
+            if "//" in window:  # a link on its way: its letters and digits are never a status
+                window = PARTIAL_URL.sub(_blank, window)
             if not self._progress_line and PROGRESS_LINE.search(window):
                 self._progress_line = True
-        elif self._held:
+        elif held:
             table, start = NUMBER_ROWS, fresh - self.OVERLAP  # the held number's words are further back
         elif self._progress_line and (
             text.strip(PUNCTUATION)
@@ -344,21 +482,16 @@ class ProgressParser:
             table, start = DIGIT_LED_ROWS, fresh - self.NUMBER_LOOKBACK  # digits, or the `..`/`%` ending them
         else:
             return NO_EVENTS
-        # Skip what was read last time: matches that ended before the new text (unless one was held back).
-        seen = fresh - 1 if self._held else fresh
-        self._held = False
+        seen = fresh - 1 if held else fresh  # matches that ended before the new text were read last time
         events: list[Event] = []
         end = len(window)
-        rows = table.rows
-        for match in table.pattern.finditer(window, start if start > 0 else 0):
+        for signal, match, group in table.matches(window, start if start > 0 else 0):
             if match.end() <= seen:
                 continue
-            signal, group = rows[match.lastgroup]
             if signal in COUNTERS and not self._progress_line:
                 continue  # without a progress word, wait for the line to end (it may be the echoed prompt)
             if match.end() == end and signal in NUMERIC and window[end - 1].isdigit():
-                self._held = True
-                continue
+                continue  # held
             self._apply(signal, match.group(group) if group else "", events)
         if self._running:
             self._started_running(events)
@@ -370,7 +503,7 @@ class ProgressParser:
         offset = self._offset
         self._line_no += 1
         self._offset += len(line) + 1
-        live, progress_line = self._live, self._progress_line
+        live, progress_line, held = self._live, self._progress_line, self._held
         self._live = self._progress_line = self._held = False
         body = line.strip().lstrip(">").strip()
         if not body:
@@ -383,9 +516,8 @@ class ProgressParser:
             line, live = inner, False
         if self._fence is not None and self._looks_like_json(body):
             if not ECHO_KEYS.match(body):
-                for rule in TASK_ID_ROWS:
-                    for match in rule.pattern.finditer(body):
-                        self._apply(rule.signal, match.group(1), events)
+                for signal, match, group in TASK_ID_ROWS.matches(lowered(body)):
+                    self._apply(signal, body[match.start(group) : match.end(group)], events)
             return
         masked = False
         for echoed in self._ignore:
@@ -393,19 +525,23 @@ class ProgressParser:
                 line = line.replace(echoed, " ")
                 masked = True
         scan = self._links(line, line_no, events) if ("//" in line or "](" in line or "src" in line) else line
-        if live and not masked:
-            tables = [(PARTIAL_ROWS, scan, max(0, len(scan) - unread - self.OVERLAP))]
+        if live and not masked and unread < len(line):
+            if unread:
+                tables = [(PARTIAL_ROWS, scan, max(0, len(scan) - unread - self.OVERLAP))]
+            elif held:
+                tables = [(NUMBER_ROWS, scan, max(0, len(scan) - self.OVERLAP))]
+            else:
+                tables = []
             if progress_line:  # its counters were read live: the other rows need not wade through them
-                tables.append((LINE_ONLY_ROWS, scan.rstrip(NUMBERISH), 0))
+                tables.append((LINE_ONLY_ROWS, without_counter_run(scan), 0))
             else:
                 tables += [(LINE_ONLY_ROWS, scan, 0), (COUNTER_ROWS, scan, 0)]
         else:
             tables = [(ALL_ROWS, scan, 0)]
         progress: bool | None = progress_line or None  # looked up on the first counter, if needed
         for table, text, start in tables:
-            rows = table.rows
-            for match in table.pattern.finditer(text, start):
-                signal, group = rows[match.lastgroup]
+            low = lowered(text)
+            for signal, match, group in table.matches(low, start):
                 if signal is Signal.SUCCESS:
                     self.success_line = line_no
                 elif signal is Signal.FAILURE:
@@ -413,11 +549,11 @@ class ProgressParser:
                         self.failures.append((line_no, offset))
                 elif signal is Signal.STEP:
                     if progress is None:
-                        progress = bool(PROGRESS_LINE.search(scan))
+                        progress = bool(PROGRESS_LINE.search(low))
                     if progress:
                         self._apply(signal, match.group(group), events)
                 else:
-                    self._apply(signal, match.group(group) if group else "", events)
+                    self._apply(signal, text[match.start(group) : match.end(group)] if group else "", events)
         if self._running:
             self._started_running(events)
 
@@ -468,6 +604,17 @@ class ProgressParser:
                 events.append(TaskId(self.task_id, resumable=False))
         elif signal is Signal.SID and self.sid is None:
             self.sid = value
+
+
+def without_counter_run(line: str) -> str:
+    """The line without a trailing run of dotted counters (`36..44..61..`); digits glued to a word stay."""
+    head = line.rstrip(DOTTED)
+    run = line[len(head) :]
+    if ".." not in run:
+        return line
+    if head[-1:].isalnum():
+        head += run[: len(run) - len(run.lstrip("0123456789"))]
+    return head
 
 
 REASON_MARKUP = re.compile(r"^[\s>*#`]+|[*`]+|\[([^\]]*)\]\([^)]*\)", re.MULTILINE)

@@ -86,13 +86,16 @@ class SSEDecoder:
         if tail:
             pending.append(tail)
         events: list[SSEEvent] = []
+        append = events.append
+        last_id = self._last_id
         for block in blocks:
             if block[:6] == b"data: " and b"\n" not in block:
-                events.append(_new_event(SSEEvent, (block[6:].decode("utf-8", "replace"), None, self._last_id, None)))
+                append(_new_event(SSEEvent, (block[6:].decode("utf-8", "replace"), None, last_id, None)))
             elif block:
                 event = self._block(block)
+                last_id = self._last_id
                 if event is not None:
-                    events.append(event)
+                    append(event)
         return events
 
     def finish(self) -> list[SSEEvent]:
