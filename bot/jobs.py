@@ -54,6 +54,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 PROGRESS_SAVE_INTERVAL = 5.0  # seconds between progress writes to the database
+CLOSE_GRACE = 15.0  # seconds a job that is already posting its video may take to finish when the bot stops
 
 
 # --- what a job is made of -------------------------------------------------------------------------------
@@ -378,11 +379,13 @@ class JobManager:
         if source is None:
             return request
         chain = await self.db.chain(source.id, max_depth=self.settings.sora_remix_depth)
-        if client.api_format == ApiFormat.CHAT:
+        if client.api_format == ApiFormat.CHAT and all(g.assistant_text for g in chain):
+            # Seed 001: the earlier turns verbatim (the assistant text names the parent's task), then the change.
             history = tuple(ChatTurn(g.prompt, g.assistant_text or "") for g in chain)
             return replace(request, history=history)
-        if client.supports_remix and source.task_id:
+        if client.supports_remix and source.task_id and source.api_format == client.api_format:
             return replace(request, remix_of=source.task_id)
+        # No native remix (or the parent came from another format): one prompt made of the whole chain.
         job.combined_prompt = True
         combined = "\n".join([*(g.prompt for g in chain), spec.prompt])
         return replace(request, prompt=combined)
@@ -535,14 +538,19 @@ class JobManager:
     async def press_cancel(self, interaction: discord.Interaction[SoraBot], generation_id: int) -> None:
         locale = interaction_locale(interaction)
         generation = await self.db.get_generation(generation_id)
+        if generation is None:
+            await interaction.response.send_message(t("error.generation_gone", locale), ephemeral=True)
+            return
         if not self.may_manage(interaction, generation.user_id):
             await interaction.response.send_message(
                 t("error.not_yours", locale, owner=f"<@{generation.user_id}>"), ephemeral=True
             )
             return
         job = self.jobs.get(generation_id)
-        if job is None or job.task is None or job.task.done():
-            await interaction.response.send_message(t("error.generation_gone", locale), ephemeral=True)
+        if job is None or job.task is None or job.task.done() or job.phase in (Phase.FINISHING, Phase.DONE):
+            # Gone, or already posting its video: a cancel now would refund a video the member gets anyway.
+            key = "error.already_finished" if generation.finished or job is not None else "error.generation_gone"
+            await interaction.response.send_message(t(key, locale), ephemeral=True)
             return
         await interaction.response.defer()
         job.cancelled_by = interaction.user.id
@@ -586,33 +594,76 @@ class JobManager:
 
     def _can_resume(self, generation: Generation) -> bool:
         model = self.settings.models.get(generation.model)
-        if model is None or not generation.resumable or generation.task_id is None:
+        if model is None or not generation.can_resume:
             return False
-        if self.bot.get_channel(generation.channel_id) is None:
-            return False
+        api_format = self.settings.format_for(model)
+        if generation.api_format is not None and generation.api_format != api_format:
+            return False  # the gateway's format was changed since: its task id means nothing to the new client
         return self.client_for(model).supports_resume
 
     async def _tell_restart_failure(self, generation: Generation) -> None:
+        """Show the failure on the job's progress message (when the bot token may edit it) and tell the member
+        in the channel, pinging them (a reply to the old progress message when it still exists)."""
         channel = await self._channel(generation.channel_id)
         if channel is None:
             return
         locale = resolve_locale(generation.locale)
-        text = " ".join(
-            [
-                f"<@{generation.user_id}>",
-                f"**{truncate(generation.prompt, 200)}** —",
-                t("failed.restart", locale),
-                t("failed.refunded", locale),
-            ]
-        )
-        with contextlib.suppress(discord.HTTPException):
+        sentence = t("failed.restart", locale)
+        if generation.progress_message_id is not None:
+            view = JobView(
+                generation_id=generation.id,
+                prompt=generation.prompt,
+                model_label=self._model_label(generation.model),
+                seconds=generation.seconds or 0,
+                size=generation.size or "?",
+                requester_id=generation.user_id,
+                phase=Phase.FAILED,
+                elapsed=max(0.0, (generation.finished_at or self.clock.time()) - generation.created_at),
+            )
+            payload = progress_payload(view, locale)
+            payload.embeds[0].description = f"**{sentence}**\n{t('failed.refunded', locale)}"
+            await self._edit_progress_message(channel, generation.progress_message_id, payload)
+        prompt = truncate(generation.prompt, 200)
+        text = f"<@{generation.user_id}> **{prompt}** — {sentence} {t('failed.refunded', locale)}"
+        try:
             await self.scheduler.reserve((f"channel:{generation.channel_id}",))
-            await channel.send(text)
+            await channel.send(
+                text,
+                reference=self._reference_to(channel, generation.progress_message_id),  # type: ignore[arg-type]
+                allowed_mentions=discord.AllowedMentions(users=[discord.Object(generation.user_id)]),
+            )
+        except discord.HTTPException as exc:
+            log.warning("could not tell the member about job %s after the restart: %s", generation.id, exc)
+
+    def _model_label(self, name: str) -> str:
+        model = self.settings.models.get(name)
+        return (model.label or model.name) if model is not None else name
+
+    @staticmethod
+    def _reference_to(channel: Any, message_id: int | None) -> discord.MessageReference | None:
+        if message_id is None:
+            return None
+        return discord.MessageReference(message_id=message_id, channel_id=channel.id, fail_if_not_exists=False)
+
+    async def _edit_progress_message(
+        self, channel: Any, message_id: int, payload: MessagePayload
+    ) -> discord.Message | None:
+        """Edit a progress message from an earlier run with the bot token. None when that isn't possible: it was
+        deleted, or it is an interaction response (only its interaction's token, long gone, may edit it)."""
+        await self.scheduler.reserve((f"channel:{channel.id}",))
+        try:
+            return await channel.get_partial_message(message_id).edit(  # type: ignore[no-any-return]
+                content=payload.content, embeds=payload.embeds, view=payload.view
+            )
+        except discord.HTTPException as exc:
+            log.debug("progress message %s can't be edited after the restart (%s)", message_id, exc)
+            return None
 
     async def _resume_one(self, generation: Generation) -> None:
         model = self.settings.models[generation.model]
         channel = await self._channel(generation.channel_id)
-        assert channel is not None and generation.task_id is not None
+        if channel is None or generation.task_id is None:
+            raise RuntimeError(f"the channel {generation.channel_id} is gone")
         locale = resolve_locale(generation.locale)
         spec = JobSpec(
             guild_id=generation.guild_id,
@@ -628,18 +679,39 @@ class JobManager:
         )
         job = Job(self, generation, spec, started=generation.created_at, task_id=generation.task_id)
         job.phase, job.percent = Phase.RUNNING, generation.progress or None
+        client = self.client_for(model)
+        # A remix that went out as one combined prompt says so on its result, after a restart too.
+        job.combined_prompt = generation.parent_id is not None and client.api_format not in (
+            ApiFormat.CHAT,
+            ApiFormat.VIDEOS,
+        )
         self.jobs[job.id] = job
         payload = progress_payload(job.view(), locale)
-        await self.scheduler.reserve((f"channel:{generation.channel_id}",))
-        message = await channel.send(content=payload.content, embeds=payload.embeds, view=payload.view)  # type: ignore[call-arg]
-        await self.db.set_progress_message(job.id, message.id, forget_interaction=True)
+        message = None
+        if generation.progress_message_id is not None:
+            message = await self._edit_progress_message(channel, generation.progress_message_id, payload)
+        if message is None:
+            await self.scheduler.reserve((f"channel:{generation.channel_id}",))
+            message = await channel.send(  # type: ignore[call-arg]
+                content=payload.content,
+                embeds=payload.embeds,
+                view=payload.view,
+                reference=self._reference_to(channel, generation.progress_message_id),
+                mention_author=False,
+            )
+            await self.db.set_progress_message(job.id, message.id, forget_interaction=True)
         job.streamer = ProgressStreamer(self.scheduler, ChannelMessageTarget(message))
         job.streamer.mark_edited()
         job.task = asyncio.create_task(self._run(job, resume_task_id=generation.task_id), name=f"job-{job.id}")
 
     async def close(self) -> None:
-        """Stop running jobs without settling them: they are resumed (or refunded) on the next start."""
+        """Stop running jobs without settling them: they are resumed (or refunded) on the next start.
+
+        A job already posting its video gets a moment to finish, so it isn't delivered again after the restart."""
         self._closing = True
+        finishing = [job.task for job in self.jobs.values() if job.task is not None and job.phase is Phase.FINISHING]
+        if finishing:
+            await asyncio.wait(finishing, timeout=CLOSE_GRACE)
         tasks = [job.task for job in self.jobs.values() if job.task is not None]
         for task in tasks:
             task.cancel()

@@ -179,7 +179,9 @@ async def reroll_spec(manager: JobManager, interaction: discord.Interaction[Sora
 
 async def remix_from_reply(manager: JobManager, message: discord.Message, generation: Generation) -> None:
     """A member replied to one of our videos: remix it with the reply's text (and image, if any)."""
-    locale = resolve_locale(generation.locale)
+    assert message.guild is not None
+    own = message.author.id == generation.user_id
+    locale = resolve_locale(generation.locale if own else None, message.guild.preferred_locale)
     origin = ReplyOrigin(message)
     bot_user = manager.bot.user
     text = message.content
@@ -188,7 +190,10 @@ async def remix_from_reply(manager: JobManager, message: discord.Message, genera
     if generation.status != GenerationStatus.SUCCEEDED:
         await origin.refuse(t("error.reply_not_finished", locale))
         return
-    assert message.guild is not None
+    if not text.strip() and not message.attachments and not manager.bot.intents.message_content:
+        # Without the message-content intent Discord blanks replies that don't mention the bot.
+        await origin.refuse(t("error.reply_needs_ping", locale))
+        return
     channel = message.channel
     try:
         prompt = clean_prompt(text, manager.settings.sora_max_prompt_chars)

@@ -3,6 +3,11 @@
 The buttons are persistent `DynamicItem`s: their custom_id encodes the generation they act on
 (`sora:cancel:42`), so they keep working after a restart. Each press is handed to the bot's `JobManager`,
 which checks who may press it.
+
+The remix modal is persistent the same way: it is not kept in discord.py's modal store (which forgets it on a
+restart, and holds only one modal per custom_id, so two members remixing the same video would trample each
+other). Every submit whose custom_id is `sora:remix-modal:<id>` is read by `handle_modal_submit`, called from
+the remix cog's `on_interaction` listener.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ if TYPE_CHECKING:
 
 LINK_URL = re.compile(r"^https?://\S+$")
 REMIX_MAX_LENGTH = 1000
+REMIX_MODAL_ID = re.compile(r"^sora:remix-modal:(?P<generation>\d+)$")
+REMIX_INPUT_ID = "change"
 
 
 class CancelButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"sora:cancel:(?P<generation>\d+)"):
@@ -57,7 +64,9 @@ class RemixButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"sor
 
     async def callback(self, interaction: discord.Interaction[SoraBot]) -> None:
         locale = interaction_locale(interaction)
-        await interaction.response.send_modal(RemixModal(self.generation_id, locale))
+        modal = RemixModal(self.generation_id, locale)
+        modal.stop()  # a finished modal stays out of discord.py's store: `handle_modal_submit` answers the submit
+        await interaction.response.send_modal(modal)
 
 
 class RerollButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"sora:reroll:(?P<generation>\d+)"):
@@ -83,6 +92,8 @@ class RerollButton(discord.ui.DynamicItem[discord.ui.Button[Any]], template=r"so
 
 
 class RemixModal(discord.ui.Modal):
+    """Asks what should change. Only shown: the submit is handled by `handle_modal_submit`."""
+
     def __init__(self, generation_id: int, locale: str) -> None:
         super().__init__(title=t("modal.remix.title", locale)[:45], custom_id=f"sora:remix-modal:{generation_id}")
         self.generation_id = generation_id
@@ -92,11 +103,38 @@ class RemixModal(discord.ui.Modal):
             style=discord.TextStyle.paragraph,
             max_length=REMIX_MAX_LENGTH,
             required=True,
+            custom_id=REMIX_INPUT_ID,
         )
         self.add_item(self.change)
 
-    async def on_submit(self, interaction: discord.Interaction[SoraBot]) -> None:  # type: ignore[override]
-        await interaction.client.jobs.submit_remix_modal(interaction, self.generation_id, self.change.value)
+
+def submitted_values(components: Any) -> dict[str, str]:
+    """The text inputs of a modal submit, by custom_id (inside action rows or labels)."""
+    values: dict[str, str] = {}
+    stack = list(components) if isinstance(components, list) else []
+    while stack:
+        component = stack.pop(0)
+        if not isinstance(component, dict):
+            continue
+        if component.get("type") == 4 and isinstance(component.get("custom_id"), str):
+            values[component["custom_id"]] = str(component.get("value") or "")
+        stack.extend(component.get("components") or [])
+        if isinstance(component.get("component"), dict):
+            stack.append(component["component"])
+    return values
+
+
+async def handle_modal_submit(interaction: discord.Interaction[SoraBot]) -> bool:
+    """Answer a remix modal submit; False when the interaction is not one (someone else handles it)."""
+    if interaction.type is not discord.InteractionType.modal_submit or interaction.data is None:
+        return False
+    match = REMIX_MODAL_ID.match(str(interaction.data.get("custom_id", "")))
+    if match is None:
+        return False
+    values = submitted_values(interaction.data.get("components"))
+    change = values.get(REMIX_INPUT_ID, next(iter(values.values()), ""))
+    await interaction.client.jobs.submit_remix_modal(interaction, int(match["generation"]), change)
+    return True
 
 
 class JobControls(discord.ui.View):
@@ -123,4 +161,12 @@ class JobControls(discord.ui.View):
 
 DYNAMIC_ITEMS = (CancelButton, RemixButton, RerollButton)
 
-__all__ = ["DYNAMIC_ITEMS", "CancelButton", "JobControls", "RemixButton", "RemixModal", "RerollButton"]
+__all__ = [
+    "DYNAMIC_ITEMS",
+    "CancelButton",
+    "JobControls",
+    "RemixButton",
+    "RemixModal",
+    "RerollButton",
+    "handle_modal_submit",
+]

@@ -1,4 +1,7 @@
-"""Reply-to-remix: a member replies to one of the bot's videos with what should change."""
+"""Reply-to-remix: a member replies to one of the bot's videos with what should change.
+
+Also answers the remix modal (`bot.ui.handle_modal_submit`), which is persistent like the buttons.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ from discord.ext import commands
 from bot.client import SoraBot
 from bot.i18n import resolve_locale, t
 from bot.requests import remix_from_reply
+from bot.ui import handle_modal_submit
+from storage import Generation, GenerationStatus
 
 log = logging.getLogger(__name__)
 
@@ -19,26 +24,49 @@ class Remix(commands.Cog):
         self.bot = bot
 
     @commands.Cog.listener()
+    async def on_interaction(self, interaction: discord.Interaction[SoraBot]) -> None:
+        await handle_modal_submit(interaction)
+
+    @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
-        if message.author.bot or message.guild is None or message.reference is None:
+        if message.author.bot or message.guild is None or message.type is not discord.MessageType.reply:
             return
-        replied_to = message.reference.message_id
-        if replied_to is None or self.bot.db is None:
+        reference = message.reference
+        if reference is None or reference.message_id is None or self.bot.db is None:
             return
+        replied_to = reference.message_id
         generation = await self.bot.db.generation_by_result_message(replied_to)
         if generation is not None:
+            if isinstance(reference.resolved, discord.DeletedReferencedMessage):
+                # The video's message was deleted (by a moderator, say) while the member was replying.
+                await self._answer(message, "error.generation_gone", generation)
+                return
             await remix_from_reply(self.bot.jobs, message, generation)
             return
         # Not one of our results. Answer briefly only when the member clearly meant the bot.
-        resolved = message.reference.resolved
-        if isinstance(resolved, discord.Message) and self.bot.user is not None and resolved.author == self.bot.user:
-            locale = resolve_locale(message.guild.preferred_locale)
-            progress = await self.bot.db.generation_by_progress_message(replied_to)
-            key = "error.reply_not_finished" if progress is not None else "error.reply_not_video"
-            try:
-                await message.reply(t(key, locale), mention_author=False)
-            except discord.HTTPException as exc:
-                log.debug("could not answer a reply in %s: %s", message.channel.id, exc)
+        resolved = reference.resolved
+        if not isinstance(resolved, discord.Message) or self.bot.user is None or resolved.author != self.bot.user:
+            return
+        progress = await self.bot.db.generation_by_progress_message(replied_to)
+        if progress is None:
+            key = "error.reply_not_video"
+        elif progress.status in (GenerationStatus.QUEUED, GenerationStatus.RUNNING):
+            key = "error.reply_not_finished"
+        elif progress.status is GenerationStatus.SUCCEEDED:
+            key = "error.reply_to_result"  # the progress message of a finished video: point at the video itself
+        else:
+            key = "error.reply_failed"
+        await self._answer(message, key, progress)
+
+    async def _answer(self, message: discord.Message, key: str, generation: Generation | None) -> None:
+        """One short reply, in the replier's language as far as we know it; never pings."""
+        guild_locale = message.guild.preferred_locale if message.guild is not None else None
+        own = generation is not None and generation.user_id == message.author.id
+        locale = resolve_locale(generation.locale if own and generation else None, guild_locale)
+        try:
+            await message.reply(t(key, locale), mention_author=False)
+        except discord.HTTPException as exc:
+            log.debug("could not answer a reply in %s: %s", message.channel.id, exc)
 
 
 async def setup(bot: SoraBot) -> None:
