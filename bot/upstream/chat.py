@@ -131,7 +131,7 @@ class ChatStream:
         self.error: Failed | None = None  # an `{"error": …}` payload
         self._head = bytearray()
         self._source = ""  # "content" | "reasoning": where the last text came from
-        self._templates: list[tuple[str, str, str, int, int]] = []  # (prefix, suffix, source, lengths); _learn
+        self._templates: list[tuple[bytes, bytes, str, int, int]] = []  # (prefix, suffix, source, lengths)
         self._lessons = 0
 
     # --- feeding -------------------------------------------------------------------------------------------
@@ -146,19 +146,20 @@ class ChatStream:
         # the same events for any split of its text, and one call per read costs far less than one per chunk.
         batch: list[str] = []
         batch_source = ""
-        events = self.decoder.feed(data)
+        events = self.decoder.feed_data(data)
         self.events += len(events)
-        for sse in events:
-            text = sse[0]
+        for raw in events:
             handled = False
             for prefix, suffix, source, start, tail in templates:
-                # The hot path (see _learn): the same envelope as an earlier chunk around one new string.
-                if text.startswith(prefix) and text.endswith(suffix):
+                # The hot path (see _learn): the same envelope as an earlier chunk around one new string, so
+                # only that string is decoded.
+                if raw.startswith(prefix) and raw.endswith(suffix):
+                    literal = raw[start : len(raw) - tail].decode("utf-8", "replace")
                     try:
-                        value, end = _scan_string(text, start)
+                        value, end = _scan_string(literal, 0)
                     except ValueError:
                         break
-                    if end == len(text) - tail:
+                    if end == len(literal):
                         handled = True
                         if value:
                             if source != batch_source:
@@ -170,6 +171,7 @@ class ChatStream:
                     break
             if handled:
                 continue
+            text = raw.decode("utf-8", "replace")
             if batch:
                 out.extend(self._text("".join(batch), batch_source))
                 batch.clear()
@@ -321,7 +323,8 @@ class ChatStream:
                     found, end = None, 0
                 prefix, suffix = text[: start + 1], text[end:]
                 if found == value and self._template_holds(prefix, suffix, payload, key):
-                    self._templates.append((prefix, suffix, source, len(prefix), len(suffix)))
+                    head, tail = prefix.encode(), suffix.encode()
+                    self._templates.append((head, tail, source, len(head), len(tail)))
                     return
             at = text.find(marker, at + 1)
 

@@ -460,12 +460,14 @@ class ProgressParser:
         first = line[:1]
         return first in ('{', '}', '"', "]", ",") or (first == "[" and not MD_LINK.match(line))
 
-    def _scan_partial(self, window: str, fresh: int) -> Sequence[Event]:
-        """Read the unfinished line around its new text, which starts at `fresh`."""
+    def _scan_partial(self, window: str, fresh: int, *, complete: bool = False) -> Sequence[Event]:
+        """Read the unfinished line around its new text, which starts at `fresh` (or, `complete`, the last part
+        of a line that has just ended)."""
         self._live = True
         text = window[fresh:]
         held = self._held
-        self._held = text[-1:].isdigit()  # the line ends in a digit: `3` may yet become `36`, read it later
+        # A line that ends in a digit may go on (`3` may become `36`): that number is read later.
+        self._held = not complete and text[-1:].isdigit()
         if text.strip(NUMBERISH):  # words: the end of a keyword, maybe
             table, start = PARTIAL_ROWS, fresh - self.OVERLAP
             window = lowered(window)
@@ -490,7 +492,7 @@ class ProgressParser:
                 continue
             if signal in COUNTERS and not self._progress_line:
                 continue  # without a progress word, wait for the line to end (it may be the echoed prompt)
-            if match.end() == end and signal in NUMERIC and window[end - 1].isdigit():
+            if match.end() == end and not complete and signal in NUMERIC and window[end - 1].isdigit():
                 continue  # held
             self._apply(signal, match.group(group) if group else "", events)
         if self._running:
@@ -503,7 +505,10 @@ class ProgressParser:
         offset = self._offset
         self._line_no += 1
         self._offset += len(line) + 1
-        live, progress_line, held = self._live, self._progress_line, self._held
+        live = self._live and unread < len(line)
+        if live and (unread or self._held):
+            events.extend(self._scan_partial(line, len(line) - unread, complete=True))  # what live reading missed
+        progress_line = self._progress_line
         self._live = self._progress_line = self._held = False
         body = line.strip().lstrip(">").strip()
         if not body:
@@ -525,17 +530,11 @@ class ProgressParser:
                 line = line.replace(echoed, " ")
                 masked = True
         scan = self._links(line, line_no, events) if ("//" in line or "](" in line or "src" in line) else line
-        if live and not masked and unread < len(line):
-            if unread:
-                tables = [(PARTIAL_ROWS, scan, max(0, len(scan) - unread - self.OVERLAP))]
-            elif held:
-                tables = [(NUMBER_ROWS, scan, max(0, len(scan) - self.OVERLAP))]
-            else:
-                tables = []
+        if live and not masked:
             if progress_line:  # its counters were read live: the other rows need not wade through them
-                tables.append((LINE_ONLY_ROWS, without_counter_run(scan), 0))
+                tables = [(LINE_ONLY_ROWS, without_counter_run(scan), 0)]
             else:
-                tables += [(LINE_ONLY_ROWS, scan, 0), (COUNTER_ROWS, scan, 0)]
+                tables = [(LINE_ONLY_ROWS, scan, 0), (COUNTER_ROWS, scan, 0)]
         else:
             tables = [(ALL_ROWS, scan, 0)]
         progress: bool | None = progress_line or None  # looked up on the first counter, if needed

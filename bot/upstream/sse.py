@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-from typing import Any, NamedTuple
+from typing import Any, Literal, NamedTuple, overload
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,58 @@ class SSEDecoder:
 
     def feed(self, chunk: bytes) -> list[SSEEvent]:
         """Decode one chunk; returns the events it completed (often none, sometimes many)."""
+        events: list[SSEEvent] = []
+        blocks = self._blocks(chunk)
+        if not blocks:
+            return events
+        append = events.append
+        last_id = self._last_id
+        for block in blocks:
+            if block[:6] == b"data: " and b"\n" not in block:
+                append(_new_event(SSEEvent, (block[6:].decode("utf-8", "replace"), None, last_id, None)))
+            elif block:
+                event = self._block(block)
+                last_id = self._last_id
+                if event is not None:
+                    append(event)
+        return events
+
+    def feed_data(self, chunk: bytes) -> list[bytes]:
+        """Like `feed`, for consumers that read only the data (OpenAI-style streams): each completed event's
+        data as raw UTF-8 bytes, undecoded, so a consumer can look at its shape before paying for decoding.
+        Event types, ids and retry values are still tracked (`last_event_id`) but not returned."""
+        blocks = self._blocks(chunk)
+        if not blocks:
+            return []
+        data: list[bytes] = []
+        append = data.append
+        for block in blocks:
+            if block[:6] == b"data: " and b"\n" not in block:
+                append(block[6:])
+            elif block:
+                event = self._block(block, decode=False)
+                if event is not None:
+                    append(event)
+        return data
+
+    def finish(self) -> list[SSEEvent]:
+        """The stream ended: dispatch the unterminated last event, if it has any data."""
+        block = b"".join(self._pending)
+        self._pending.clear()
+        if not self._started:  # a whole stream shorter than a BOM
+            self._started = True
+            block = block.removeprefix(BOM)
+        event = self._block(block) if block else None
+        return [event] if event is not None else []
+
+    @property
+    def last_event_id(self) -> str | None:
+        return self._last_id
+
+    # --- internals -----------------------------------------------------------------------------------------
+
+    def _blocks(self, chunk: bytes) -> list[bytes]:
+        """The complete events `chunk` finishes, each as its lines without the blank line that ended it."""
         if not chunk:
             return []
         if not self._started:
@@ -85,30 +137,7 @@ class SSEDecoder:
         tail = blocks.pop()
         if tail:
             pending.append(tail)
-        events: list[SSEEvent] = []
-        append = events.append
-        last_id = self._last_id
-        for block in blocks:
-            if block[:6] == b"data: " and b"\n" not in block:
-                append(_new_event(SSEEvent, (block[6:].decode("utf-8", "replace"), None, last_id, None)))
-            elif block:
-                event = self._block(block)
-                last_id = self._last_id
-                if event is not None:
-                    append(event)
-        return events
-
-    def finish(self) -> list[SSEEvent]:
-        """The stream ended: dispatch the unterminated last event, if it has any data."""
-        block = b"".join(self._pending)
-        self._pending.clear()
-        if not self._started:  # a whole stream shorter than a BOM
-            self._started = True
-            block = block.removeprefix(BOM)
-        event = self._block(block) if block else None
-        return [event] if event is not None else []
-
-    # --- internals -----------------------------------------------------------------------------------------
+        return blocks
 
     def _strip_bom(self, chunk: bytes) -> bytes:
         head = b"".join(self._pending) + chunk if self._pending else chunk
@@ -119,7 +148,12 @@ class SSEDecoder:
         self._started = True
         return head.removeprefix(BOM)
 
-    def _block(self, block: bytes) -> SSEEvent | None:
+    @overload
+    def _block(self, block: bytes) -> SSEEvent | None: ...
+    @overload
+    def _block(self, block: bytes, *, decode: Literal[False]) -> bytes | None: ...
+
+    def _block(self, block: bytes, *, decode: bool = True) -> SSEEvent | bytes | None:
         """One event's lines (it ends with the blank line that cut it off), by the spec's field rules."""
         data: list[bytes] = []
         event_type: str | None = None
@@ -144,7 +178,10 @@ class SSEDecoder:
             # any other field name is ignored, as the spec says
         if not data:
             return None
-        return SSEEvent(b"\n".join(data).decode("utf-8", "replace"), event_type, self._last_id, retry)
+        raw = b"\n".join(data)
+        if not decode:
+            return raw
+        return SSEEvent(raw.decode("utf-8", "replace"), event_type, self._last_id, retry)
 
 
 _new_event = tuple.__new__  # SSEEvent without the Python-level __new__ of NamedTuple, on the hot path
