@@ -138,6 +138,8 @@ class ChatStream:
 
     def feed(self, data: bytes) -> list[Event]:
         """Take the next bytes of an event stream; returns the events they completed."""
+        if self.done:
+            return []
         if not self.events and len(self._head) < HEAD_LIMIT:
             self._head += data[: HEAD_LIMIT - len(self._head)]
         out: list[Event] = []
@@ -230,20 +232,15 @@ class ChatStream:
             if head.lstrip()[:1] == b"{":  # a JSON body behind an event-stream content type
                 return self.feed_json(head)
         if trusted:
-            out.extend(self.decoder_finish())
+            for sse in self.decoder.finish():
+                out.extend(self._last_event(sse.data))
             out.extend(self.parser.finish())
         out.append(self.verdict())
         return out
 
-    def decoder_finish(self) -> list[Event]:
-        out: list[Event] = []
-        for sse in self.decoder.finish():
-            out.extend(self.feed_event_data(sse.data))
-        return out
-
-    def feed_event_data(self, data: str) -> list[Event]:
-        """One event's data, already decoded (used for the stream's last, unterminated event)."""
-        if data.lstrip().startswith("[DONE"):
+    def _last_event(self, data: str) -> list[Event]:
+        """The stream's last event when no blank line ended it (the decoder hands it over at the end)."""
+        if self.done or data.lstrip().startswith("[DONE"):
             self.done = True
             return []
         self.events += 1
@@ -307,9 +304,11 @@ class ChatStream:
             return
         ((key, value),) = delta.items()
         source = TEMPLATE_FIELDS.get(key)
-        if source is None or type(value) is not str or any(t[2] == source for t in self._templates):
+        if source is None or type(value) is not str:
             return
         self._lessons += 1
+        # A template for this field that did not fit this chunk is stale (the envelope changed): replace it.
+        self._templates[:] = [t for t in self._templates if t[2] != source]
         marker = f'"{key}":'
         at = text.find(marker)
         while at >= 0:

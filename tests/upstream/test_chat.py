@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -13,7 +14,7 @@ import pytest
 
 from bot.fake_upstream import FakeConfig, FakeUpstream
 from bot.fake_upstream.app import sample_thumbnail
-from bot.fake_upstream.chat import SEED_001_PIECES, chunk, seed_001_stream, sse_event, stats_of
+from bot.fake_upstream.chat import SEED_001_PIECES, chunk, seed_001_stream, split_cycling, sse_event, stats_of
 from bot.upstream import UpstreamClient, UpstreamOptions, make_client
 from bot.upstream.chat import ChatClient, ChatStream, messages_for, prompt_with_hints
 from bot.upstream.types import (
@@ -392,3 +393,70 @@ async def test_cancelling_the_task_releases_the_connection(
         await task
     await wait_until_closed(fake_upstream)
     assert stats_of(fake_upstream.app).disconnected == 1
+
+
+# --- the stream reader against a plain reading -----------------------------------------------------------
+
+
+def plain_reading(stream: bytes) -> str:
+    """The assistant text the obvious way: the openai SDK's SSE decoder and json.loads for every event."""
+    from openai._streaming import SSEDecoder as OpenAISSEDecoder
+
+    text, source = [], ""
+    for sse in OpenAISSEDecoder().iter_bytes(iter([stream])):
+        if sse.data.startswith("[DONE"):
+            break
+        try:
+            payload = json.loads(sse.data)
+        except ValueError:
+            continue
+        for choice in payload.get("choices") or []:
+            delta = choice.get("delta") or {}
+            for field, name in (("reasoning_content", "reasoning"), ("content", "content")):
+                piece = delta.get(field)
+                if piece:
+                    if name != source and source and text and not text[-1].endswith("\n"):
+                        piece = "\n" + piece
+                    source = name
+                    text.append(piece)
+    return "".join(text)
+
+
+def varied_stream(rng: random.Random) -> bytes:
+    """Chunks whose envelopes change, with escapes, extra fields, usage chunks and odd shapes mixed in."""
+    pieces = ["```json\n", '{"prompt": "say \\"hi\\" \\\\ ok"}', "\n```\n", "> ID: `task_abc123`\n", "> 排队中"]
+    pieces += ["."] * 5 + ["\n> 生成中", "\n>🏃 进度 "] + [f"{n}.." for n in range(5, 100, 7)]
+    pieces += ["\n> 生成完成 ✅\n[视频文件](https://x.test/v.mp4)"]
+    out = [sse_event(chunk("", role="assistant"))]
+    created = 1760338775
+    for index, piece in enumerate(pieces):
+        if rng.random() < 0.2:
+            created += 1  # some gateways stamp every chunk: the envelope changes under the template
+        body = chunk(**{"reasoning" if 6 <= index < 12 else "content": piece}, created=created)  # type: ignore[arg-type]
+        if rng.random() < 0.2:
+            body["system_fingerprint"] = "fp_1"
+        if rng.random() < 0.1:
+            body["choices"][0]["logprobs"] = None
+        data = json.dumps(body, ensure_ascii=rng.random() < 0.3, separators=(",", ":"))
+        out.append(b"data: " + data.encode() + b"\n\n")
+        if rng.random() < 0.1:
+            out.append(sse_event({**chunk(), "choices": [], "usage": {"total_tokens": 1}}))
+        if rng.random() < 0.05:
+            out.append(b'data: {"id":"chatcmpl-x","choices":[{"index":0,"delta":{"content":"\x01"}}]}\n\n')
+    out.append(sse_event(chunk(finish_reason="stop")))
+    out.append(sse_event("[DONE]"))
+    return b"".join(out)
+
+
+def test_stream_reader_agrees_with_a_plain_reading_whatever_the_chunking() -> None:
+    rng = random.Random(11)
+    for _ in range(40):
+        stream = varied_stream(rng)
+        expected = plain_reading(stream)
+        reader = ChatStream()
+        for piece in split_cycling(stream, [rng.randint(1, 300) for _ in range(7)]):
+            reader.feed(piece)
+        result = reader.finish()[-1]
+        assert isinstance(result, Succeeded), result
+        assert result.assistant_text == expected
+        assert result.video_url == "https://x.test/v.mp4"
