@@ -637,8 +637,11 @@ __all__ = [
     "LinkKind",
     "ProgressParser",
     "Row",
+    "RowTable",
     "Signal",
     "classify_link",
     "clean_reason",
     "find_links",
+    "first_chars",
+    "row",
 ]

@@ -2,12 +2,24 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 
 import pytest
 
 from bot.fake_upstream.chat import SEED_001_PIECES
-from bot.upstream.progress import ProgressParser, clean_reason, find_links
+from bot.upstream.progress import (
+    DIGITS,
+    ROWS,
+    ProgressParser,
+    Row,
+    RowTable,
+    Signal,
+    clean_reason,
+    find_links,
+    first_chars,
+    row,
+)
 from bot.upstream.types import Event, Failed, FailureKind, Preview, Progress, Queued, Succeeded, TaskId
 
 # The assistant message of seed 001's request example (the first, finished turn of the remix chain).
@@ -354,3 +366,45 @@ def test_long_single_line_keeps_text_verbatim_and_reads_the_end() -> None:
     assert result.parser.text == "".join(pieces)
     assert result.percents[-1] == 99.0
     assert isinstance(result.outcome, Succeeded)
+
+
+# --- the row tables --------------------------------------------------------------------------------------
+
+
+def test_rows_must_be_written_in_lower_case() -> None:
+    with pytest.raises(ValueError, match="lower case"):
+        row(Signal.QUEUED, r"Queued\b")
+    assert row(Signal.QUEUED, r"\S+ queued").signal is Signal.QUEUED  # escapes are fine
+
+
+@pytest.mark.parametrize(
+    ("pattern", "chars"),
+    [
+        (r"排队|queued\b", {"排", "q"}),
+        (r"(?:进度|progress)\s*(\d+)", {"进", "p"}),
+        (r"(\d{1,3})\.{2,}", set(DIGITS)),
+        (r"[%％]", {"%", "％"}),
+        (r"\s*x", None),  # may start with anything: no shortcut
+    ],
+)
+def test_first_chars(pattern: str, chars: set[str] | None) -> None:
+    assert first_chars(pattern) == (frozenset(chars) if chars is not None else None)
+
+
+LINES = [
+    "> ID: `task_01k7dzptgwf2z87wj2c3t36qk0`", "> 排队中, 排队位置: 3......", ">🏃 进度 36..44..61..", "进度：36.0%",
+    "> 生成完成 ✅", "> sid: s_68ec8accd80c8191ae1fc957af78caaa", "❌ 生成失败: content policy violation",
+    "unsuccessful, 3.5% done, queued (position 5), task_id: abc123, error: boom", "",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("rows", [ROWS, tuple(r for r in ROWS if r.partial)])
+def test_row_table_shortcut_finds_what_a_plain_alternation_finds(rows: tuple[Row, ...]) -> None:
+    fast = RowTable(rows)
+    plain = RowTable(rows)
+    plain.by_char = {}
+    plain.finder = re.compile("|".join(r.pattern.pattern for r in rows))
+    for line in LINES:
+        low = line.lower()
+        assert [(s, m.span()) for s, m, _ in fast.matches(low)] == [(s, m.span()) for s, m, _ in plain.matches(low)]
+    assert fast.by_char  # the shortcut is really in use

@@ -175,3 +175,14 @@ def test_agrees_with_the_openai_sdk_decoder_on_generated_streams() -> None:
         ours = decode_all(random_split(stream, rng))
         theirs = list(OpenAISSEDecoder().iter_bytes(iter(random_split(stream, rng))))
         assert [(e.data, e.event, e.id) for e in ours] == [(e.data, e.event, e.id) for e in theirs]
+
+
+def test_feed_data_gives_the_same_data_undecoded() -> None:
+    rng = random.Random(3)
+    stream = seed_001_stream(newline=b"\r\n") + b"event: note\nid: 4\ndata: a\ndata: b\n\n: ping\n\n"
+    expected = [event.data.encode() for event in decode_all([stream])]
+    for _ in range(20):
+        decoder = SSEDecoder()
+        data = [item for piece in random_split(stream, rng, 200) for item in decoder.feed_data(piece)]
+        assert data == expected
+        assert decoder.last_event_id == "4"
