@@ -148,6 +148,7 @@ class ChatStream:
         # the same events for any split of its text, and one call per read costs far less than one per chunk.
         batch: list[str] = []
         batch_source = ""
+        scan_string = _scan_string
         events = self.decoder.feed_data(data)
         self.events += len(events)
         for raw in events:
@@ -158,7 +159,7 @@ class ChatStream:
                 if raw.startswith(prefix) and raw.endswith(suffix):
                     literal = raw[start : len(raw) - tail].decode("utf-8", "replace")
                     try:
-                        value, end = _scan_string(literal, 0)
+                        value, end = scan_string(literal, 0)
                     except ValueError:
                         break
                     if end == len(literal):

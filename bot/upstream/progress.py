@@ -389,10 +389,10 @@ class ProgressParser:
         self._text = None
         if "\n" not in text:
             self._line_parts.append(text)
-            window = self._tail + text
-            self._tail = window[-self.TAIL :]
             if self._fence is not None:
                 return NO_EVENTS  # nothing live happens inside a code block (the prompt echo, an HTML tag)
+            window = self._tail + text
+            self._tail = window[-self.TAIL :]
             return self._scan_partial(window, len(window) - len(text))
         first, *middle, last = text.split("\n")
         self._line_parts.append(first)
