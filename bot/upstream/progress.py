@@ -87,6 +87,9 @@ NUMERIC = frozenset({Signal.POSITION, Signal.PERCENT, Signal.STEP})
 COUNTERS = frozenset({Signal.PERCENT, Signal.STEP})
 
 
+WORD_REST = re.compile(r"[a-z0-9_]+")  # past a glued start, nothing in the same word can start a match either
+
+
 def glued(low: str, at: int) -> bool:
     """A match starting at `at` would start inside a word (`unsuccessful`) or a number (`3.5` read from `5`)."""
     if at == 0:
@@ -202,7 +205,9 @@ class RowTable:
         while hit is not None:
             at = hit.start()
             after = at + 1
-            if not glued(low, at):
+            if glued(low, at):
+                after = WORD_REST.match(low, at).end()  # type: ignore[union-attr]  # skip the rest of that word
+            else:
                 for rule in by_char.get(low[at], self.rows):
                     match = rule.pattern.match(low, at)
                     if match is not None:
