@@ -30,7 +30,7 @@ from __future__ import annotations
 import itertools
 import re
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
 from dataclasses import dataclass, field
 from importlib import resources
 from typing import Any
@@ -162,6 +162,9 @@ class FakeState:
     requests: list[RecordedRequest] = field(default_factory=list)
     videos: dict[str, FakeVideo] = field(default_factory=dict)
     ids: itertools.count = field(default_factory=lambda: itertools.count(1))
+    # Benchmarks set this to learn when each piece of a job's stream went out: `trace(video, text)` is called
+    # right after the chat format wrote a status/progress/result text (e.g. "16..", "> 生成完成 ✅ ...").
+    trace: Callable[[FakeVideo, str], None] | None = None
 
     def new_id(self, prefix: str) -> str:
         return f"{prefix}_{next(self.ids):06d}"

@@ -23,7 +23,8 @@ Directives (besides the common ones in `bot.fake_upstream.app`):
 | `fake:upper` | `finish_reason` in upper case (`STOP`) |
 
 `stream: false` waits for the whole job, then answers one `chat.completion` with the same text.
-With `FakeConfig.replay_file` set, the endpoint streams that file's bytes verbatim (a real gateway's capture).
+With `FakeConfig.replay_file` set, the endpoint streams that file's bytes verbatim (a real gateway's capture);
+`fake:drop` then aborts the connection after the last byte instead of ending the response.
 """
 
 from __future__ import annotations
@@ -270,6 +271,7 @@ async def stream(request: web.Request, video: FakeVideo, script: list[Step]) -> 
     ids = {"chunk_id": f"chatcmpl-{video.id}", "created": int(time.time()), "model": video.model}
     response = web.StreamResponse(headers=SSE_HEADERS)
     stats = stats_of(request.app)
+    trace = state_of(request).trace
     stats.active += 1
     try:
         await response.prepare(request)
@@ -287,6 +289,8 @@ async def stream(request: web.Request, video: FakeVideo, script: list[Step]) -> 
                 stats.disconnected += 1
                 return response
             await response.write(ping + render(step, ids, newline))
+            if trace is not None and step.action in ("content", "reasoning"):
+                trace(video, step.text)
         if not scenario.has("garbage") and not scenario.has("error_payload"):
             finish = "STOP" if scenario.has("upper") else "stop"
             await response.write(ping + sse_event(chunk(finish_reason=finish, **ids), newline=newline))
@@ -366,7 +370,14 @@ async def wait_for_hangup(request: web.Request, limit: float = STALL_LIMIT) -> N
 
 
 async def replay(request: web.Request, path: Path) -> web.StreamResponse:
-    """Stream a captured answer verbatim, cut into odd-sized writes."""
+    """Stream a captured answer verbatim, cut into odd-sized writes. With `fake:drop` (in the prompt or the
+    header) the connection is aborted after the last byte instead of being ended cleanly."""
+    try:
+        body = await request.json()
+    except ValueError:
+        body = {}
+    messages = body.get("messages") if isinstance(body, dict) else None
+    scenario = state_of(request).scenario(request, last_user_text(messages if isinstance(messages, list) else []))
     data = await asyncio.to_thread(path.read_bytes)
     headers = {**SSE_HEADERS, "Content-Type": "application/json"} if path.suffix == ".json" else SSE_HEADERS
     response = web.StreamResponse(headers=headers)
@@ -377,6 +388,10 @@ async def replay(request: web.Request, path: Path) -> web.StreamResponse:
         for piece in split_cycling(data, REPLAY_CHUNK_SIZES):
             await response.write(piece)
             await asyncio.sleep(0)
+        if scenario.has("drop") and request.transport is not None:
+            request.transport.close()  # the bytes written so far still go out; the response never ends
+            stats.disconnected += 1
+            return response
         await response.write_eof()
         stats.finished += 1
     except ConnectionError:

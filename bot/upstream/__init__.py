@@ -40,13 +40,28 @@ def make_client(
     return client_class(session, options)
 
 
+def connection_limit(settings: Settings | None) -> int:
+    """Connections per host: every running job may hold one (a chat stream stays open for the whole job), plus
+    room for downloads, polls and cancels. A smaller pool would make jobs beyond it wait unseen for a socket."""
+    running = settings.sora_max_concurrent_jobs if settings else 0
+    return max(50, running + 25)
+
+
 def make_session(settings: Settings | None = None, *, connect_timeout: float = 10.0) -> aiohttp.ClientSession:
     """The one shared HTTP session. Per-request total timeouts are set by the callers that need them."""
     timeout = aiohttp.ClientTimeout(
         total=None, connect=settings.sora_connect_timeout if settings else connect_timeout, sock_read=None
     )
-    connector = aiohttp.TCPConnector(limit=100, limit_per_host=50, ttl_dns_cache=300)
+    per_host = connection_limit(settings)
+    connector = aiohttp.TCPConnector(limit=2 * per_host, limit_per_host=per_host, ttl_dns_cache=300)
     return aiohttp.ClientSession(timeout=timeout, connector=connector, trust_env=True)
 
 
-__all__ = ["UpstreamClient", "UpstreamOptions", "make_client", "make_session", "options_from_settings"]
+__all__ = [
+    "UpstreamClient",
+    "UpstreamOptions",
+    "connection_limit",
+    "make_client",
+    "make_session",
+    "options_from_settings",
+]

@@ -31,7 +31,7 @@ DEFAULT_RULES: dict[str, BucketRule] = {
         BucketRule("message_create", 5, 5.0),  # POST/PATCH channel messages, shared per channel
         BucketRule("message_delete", 5, 1.0),
         BucketRule("webhook", 5, 2.0),  # webhooks incl. interaction followups and @original, per id+token
-        BucketRule("interaction_callback", 50, 1.0),
+        BucketRule("interaction_callback", 50, 1.0),  # per interaction (id + token), not shared by all of them
         BucketRule("thread_create", 10, 10.0),
         BucketRule("commands", 10, 20.0),  # bulk overwrite; generous but present
         BucketRule("default", 50, 1.0),

@@ -139,6 +139,11 @@ class RestApi:
         if record.kind == "invalid_json":
             raise ApiError(400, 50109, "The request body contains invalid JSON.", kind="invalid_json")
 
+        injected = self.double._take_injected_error(request.method, route.template)
+        if injected is not None:
+            record.kind = "server_error"
+            return injected, {"message": f"{injected}: Internal Server Error", "code": 0}
+
         major = ""
         if route.major == "webhook":
             major = f"{params.get('webhook_id')}:{params.get('webhook_token')}"

@@ -22,6 +22,7 @@ class InteractionRoutes(Handlers):
                 "/interactions/{interaction_id}/{interaction_token}/callback",
                 self.interaction_callback,
                 bucket="interaction_callback",
+                major="interaction_token",  # each interaction is its own resource, like a webhook's id + token
                 auth=False,
                 counts_global=False,
                 checks=self._callback_checks,
