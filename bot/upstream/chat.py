@@ -254,9 +254,14 @@ class ChatStream:
     # --- the outcome ---------------------------------------------------------------------------------------
 
     @property
+    def complete(self) -> bool:
+        """The gateway said the answer is over (`[DONE]`, a finish reason, an error payload)."""
+        return self.done or self.finish_reason is not None or self.error is not None
+
+    @property
     def settled(self) -> bool:
         """The answer has said all it needs to: a lost connection or silence now costs nothing."""
-        if self.done or self.finish_reason is not None or self.error is not None:
+        if self.complete:
             return True
         parser = self.parser
         return (parser.success_line is not None or bool(parser.failures)) and parser.outcome() is not None
@@ -384,6 +389,18 @@ class ChatStream:
         self.error = error.to_event()
 
 
+def _salvage(content: aiohttp.StreamReader) -> bytes:
+    """The bytes that arrived with a broken connection but were not read yet. aiohttp's reader raises the
+    connection error before handing them over, and a gateway that hangs up right after its last event has
+    often sent that event in the same breath: this takes them from the buffer directly (a private method,
+    hence the guard: if it ever fails, those bytes are lost and nothing else changes)."""
+    try:
+        data = content._read_nowait(-1)
+    except Exception:  # any change inside aiohttp only costs the salvage
+        return b""
+    return bytes(data) if isinstance(data, bytes | bytearray) else b""
+
+
 def _lenient_json(text: str) -> Any:
     """JSON, tolerating surrounding whitespace; None when it is not JSON at all."""
     try:
@@ -492,13 +509,16 @@ class ChatClient(UpstreamClient):
             try:
                 data = await content.readany()
             except (aiohttp.ServerTimeoutError, TimeoutError):
-                if stream.settled:
+                if stream.settled:  # silence after the answer was all there: what it says stands
+                    trusted = stream.complete
                     break
                 yield stream.failed(FailureKind.TIMEOUT, self._silence())
                 return
             except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError, OSError):
+                for event in stream.feed(_salvage(content)):
+                    yield event
                 if stream.settled:
-                    trusted = False
+                    trusted = stream.complete  # else the unfinished last line may be a cut-off URL
                     break
                 yield stream.failed(FailureKind.UPSTREAM, "the gateway dropped the connection mid-stream")
                 return

@@ -460,3 +460,23 @@ def test_stream_reader_agrees_with_a_plain_reading_whatever_the_chunking() -> No
         assert isinstance(result, Succeeded), result
         assert result.assistant_text == expected
         assert result.video_url == "https://x.test/v.mp4"
+
+
+async def test_connection_lost_after_the_answer_is_complete(
+    tmp_path: Path, http_session: aiohttp.ClientSession
+) -> None:
+    async with replaying(tmp_path, seed_001_stream().replace(b"data: [DONE]\n\n", b"")) as upstream:
+        result = (await run(replay_client(http_session, upstream), "a cat fake:drop"))[-1]
+    assert isinstance(result, Succeeded) and result.video_url == "https://example.com/?video-file=2"
+
+
+async def test_connection_lost_in_the_middle_of_a_link(tmp_path: Path, http_session: aiohttp.ClientSession) -> None:
+    # The last event ends inside a URL; then the connection goes. That URL (it would win: an .mp4) is never
+    # taken, whatever it looked like: the complete lines decide.
+    texts = ("> 生成完成 ✅\n", "[视频](https://x.test/watch/1)\n", "[视频文件](https://x.test/hd/v.mp4")
+    data = stream_of(*texts, done=False)
+    data = data[: data.index(b'data: {"id":"chatcmpl-89C77NMqv7oh6ajWBZful0xBNsJN1","object":"chat.completion.chunk"'
+                           b',"created":1760338775,"model":"sora-2","choices":[{"index":0,"delta":{},"finish')]
+    async with replaying(tmp_path, data) as upstream:
+        result = (await run(replay_client(http_session, upstream), "a cat fake:drop"))[-1]
+    assert isinstance(result, Succeeded) and result.video_url == "https://x.test/watch/1"
