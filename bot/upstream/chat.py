@@ -9,8 +9,15 @@ The answer streams as SSE (`bot.upstream.sse`); `ChatStream` turns its bytes int
 `delta.content` and `delta.reasoning_content` with `bot.upstream.progress`. It is pure and synchronous (the
 benchmark drives it directly); `ChatClient` only moves bytes and enforces time limits.
 
-The create call is never retried once it may have reached the gateway (a second POST is a second bill): only
-a refused or timed-out connect, or a 429 (which is a refusal), is tried again.
+Time limits: `stall_timeout` bounds every wait for bytes, the response headers included (a gateway that holds
+the request open without a word until the video is done needs a larger value); the job as a whole is bounded
+by `guard_events`. Silence or a lost connection after the answer is complete costs nothing. The create call is
+never retried once it may have reached the gateway (a second POST is a second bill): only a refused or
+timed-out connect, or a 429 (which is a refusal), is tried again.
+
+Duration and orientation go into the outgoing prompt (`prompt_with_hints`, seed 003's FAQ); the model name
+carries the rest (sora-2 vs sora-2-pro/-hd). No extra top-level fields are sent: strict OpenAI-compatible
+gateways reject unknown parameters.
 """
 
 from __future__ import annotations
@@ -53,7 +60,6 @@ log = logging.getLogger(__name__)
 
 CHAT_PATH = "/v1/chat/completions"
 HEAD_LIMIT = 1024 * 1024  # how much of an answer is kept in case it turns out not to be an event stream
-READ_SIZE = 64 * 1024
 
 DURATION_MENTIONED = re.compile(r"duration\s*[:：=]|时长|\b\d+\s*(?:s|secs?|seconds?)\b|\d+\s*秒", re.IGNORECASE)
 ORIENTATION_MENTIONED = re.compile(r"landscape|portrait|horizontal|vertical|横屏|竖屏|横版|竖版|16:9|9:16", re.I)

@@ -6,6 +6,12 @@ the prompt, `> ID: \\`task_…\\``, `> 排队中...`, `🏃 进度 36..44..`, `�
 one exact sentence: every line is matched against a table of small patterns (`ROWS`, `LINK_HINTS`), and adding
 a gateway's phrasing is one row.
 
+What the text amounts to: the video is the best-scoring link (an `.mp4`, a 视频文件 / download / click-here
+label, an HTML `<video src>`; previews, thumbnails and 数据预览 / 原始数据 pages never); a failure (❌, 失败,
+"failed", "Content Policy Violation", …) announced after that link, or with no link at all, fails the job with
+the gateway's own words as the reason (moderation when they say so). The prompt's JSON echo (a ```json fence)
+and any echo of the prompt text are never read as a status.
+
 `ProgressParser` is incremental. Complete lines are scanned once; the unfinished last line (where `36..44..`
 and `排队中......` grow) is scanned only around the newly arrived text, so a long stream costs linear time.
 The whole text is kept verbatim for the remix history.
@@ -87,7 +93,7 @@ NUMERIC = frozenset({Signal.POSITION, Signal.PERCENT, Signal.STEP})
 COUNTERS = frozenset({Signal.PERCENT, Signal.STEP})
 
 
-WORD_REST = re.compile(r"[a-z0-9_]+")  # past a glued start, nothing in the same word can start a match either
+WORD_REST = re.compile(r"[a-z0-9_]+")  # after a glued start the rest of that word (an id, a hash) is skipped
 
 
 def glued(low: str, at: int) -> bool:
