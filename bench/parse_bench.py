@@ -176,13 +176,13 @@ def throughputs(
 
 def main(argv: list[str] | None = None) -> dict[str, object]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a small smoke run (about 2 MB, one repeat)")
+    parser.add_argument("--quick", action="store_true", help="a small smoke run (about 2 MB, three repeats)")
     parser.add_argument("--mb", type=float, default=None, help="size of the synthetic stream in MB")
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     target = int((args.mb or (2 if args.quick else 40)) * 1e6)
-    repeats = args.repeats or (1 if args.quick else 3)
+    repeats = args.repeats or (3 if args.quick else 5)
 
     rng = random.Random(20261124)
     jobs: list[list[bytes]] = []

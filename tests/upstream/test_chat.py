@@ -480,3 +480,27 @@ async def test_connection_lost_in_the_middle_of_a_link(tmp_path: Path, http_sess
     async with replaying(tmp_path, data) as upstream:
         result = (await run(replay_client(http_session, upstream), "a cat fake:drop"))[-1]
     assert isinstance(result, Succeeded) and result.video_url == "https://x.test/watch/1"
+
+
+async def test_api_key_echoed_in_an_http_error_is_redacted(http_session: aiohttp.ClientSession) -> None:
+    from aiohttp import web
+
+    async def refuse(request: web.Request) -> web.Response:
+        key = request.headers["Authorization"].removeprefix("Bearer ")
+        body = {"error": {"message": f"Incorrect API key provided: {key}", "code": "invalid_api_key"}}
+        return web.json_response(body, status=401)
+
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", refuse)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        options = UpstreamOptions(base_url=f"http://127.0.0.1:{port}", api_key=TEST_API_KEY, retry_attempts=0)
+        (result,) = await run(make_client("chat", http_session, options), "a cat")
+    finally:
+        await runner.cleanup()
+    assert isinstance(result, Failed) and result.kind is FailureKind.AUTH
+    assert TEST_API_KEY not in result.reason and "Incorrect API key provided" in result.reason
