@@ -179,7 +179,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     parser.add_argument("--quick", action="store_true", help="a small smoke run (about 2 MB, three repeats)")
     parser.add_argument("--mb", type=float, default=None, help="size of the synthetic stream in MB")
     parser.add_argument("--repeats", type=int, default=None)
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--out", "--output", dest="out", type=Path, default=RESULTS, help="the results file")
     args = parser.parse_args(argv)
     target = int((args.mb or (2 if args.quick else 40)) * 1e6)
     repeats = args.repeats or (3 if args.quick else 5)
@@ -216,7 +216,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     results["stream_mb"] = round(size / 1e6, 2)
     results["jobs"] = len(jobs)
     results["reads"] = sum(len(job) for job in jobs)
-    results["quick"] = args.quick
+    results["mode"] = "quick" if args.quick else "full"
     results["python"] = platform.python_version()
 
     for key in ("parse_mb_s", "decode_mb_s", "openai_sdk_mb_s", "openai_sdk_json_mb_s", "parse_long_mb_s"):
@@ -225,8 +225,8 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     print(f"{'decode_ratio_vs_openai_sdk':>28}: {results['decode_ratio_vs_openai_sdk']:8.3f}")
     print(f"({results['stream_mb']} MB in {results['jobs']} answers, {results['reads']} reads, best of {repeats})")
 
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2) + "\n")
     return results
 
 

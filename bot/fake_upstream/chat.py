@@ -24,7 +24,7 @@ Directives (besides the common ones in `bot.fake_upstream.app`):
 
 `stream: false` waits for the whole job, then answers one `chat.completion` with the same text.
 With `FakeConfig.replay_file` set, the endpoint streams that file's bytes verbatim (a real gateway's capture);
-`fake:drop` then aborts the connection after the last byte instead of ending the response.
+`fake:drop` then closes the connection after the last byte without ending the response.
 """
 
 from __future__ import annotations
@@ -371,7 +371,7 @@ async def wait_for_hangup(request: web.Request, limit: float = STALL_LIMIT) -> N
 
 async def replay(request: web.Request, path: Path) -> web.StreamResponse:
     """Stream a captured answer verbatim, cut into odd-sized writes. With `fake:drop` (in the prompt or the
-    header) the connection is aborted after the last byte instead of being ended cleanly."""
+    header) the connection is closed after the last byte without ending the response."""
     try:
         body = await request.json()
     except ValueError:
