@@ -52,7 +52,7 @@ MODERATION_CODES = frozenset(
 )
 MODERATION_WORDS = re.compile(
     r"moderation|content[ _-]?policy|safety (system|filter)|violat|inappropriate|nsfw|sensitive|"
-    r"违规|敏感|审核|不合规|内容安全|违反",
+    r"违规|敏感|审核未通过|审核不通过|未通过审核|不合规|内容安全|违反",
     re.IGNORECASE,
 )
 
