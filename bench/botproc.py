@@ -6,12 +6,14 @@ are appended to `$BENCH_LAG_FILE` as one JSON line `{"samples": [[monotonic, lag
 kill -9.
 
     python -m bench.botproc        # settings from the environment, like `sora-bot run`
+    BENCH_PROFILE=/tmp/bot.prof python -m bench.botproc    # the same under cProfile (stats written on exit)
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import cProfile
 import json
 import logging
 import os
@@ -69,10 +71,18 @@ def main() -> int:
         return 2
     setup_logging(settings.log_level, settings.secrets())
     lag_file = os.environ.get("BENCH_LAG_FILE")
+    profile_to = os.environ.get("BENCH_PROFILE")  # a path: profile the whole run with cProfile, stats written there
+    profiler = cProfile.Profile() if profile_to else None
+    if profiler is not None:
+        profiler.enable()
     try:
         asyncio.run(run(settings, Path(lag_file) if lag_file else None))
     except KeyboardInterrupt:
         log.info("stopped")
+    finally:
+        if profiler is not None and profile_to:
+            profiler.disable()
+            profiler.dump_stats(profile_to)
     return 0
 
 

@@ -336,8 +336,16 @@ class World:
         await self.double.stop()
         self._tmp.cleanup()
 
+    async def open_guild(self, *, per_member: int = 1000) -> None:
+        """No credit allowance and a high per-member concurrency for the double's guild (before the bot starts)."""
+        from storage import Database
+
+        async with Database.open(self.db_path) as db:
+            await db.set_default_allowance(self.double.guild.id, None)
+            await db.set_concurrency(self.double.guild.id, per_member=per_member, per_guild=None)
+
     def bot_env(self, **settings: str) -> dict[str, str]:
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "SORA_", "BENCH_"))}
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DISCORD_", "SORA_", "BENCH_LAG"))}
         env.update(
             {
                 "DISCORD_TOKEN": self.double.token,

@@ -34,6 +34,7 @@ from bench.common import (  # noqa: E402
     RssSampler,
     World,
     environment,
+    job_ids_from_text,
     print_figures,
     proc_status,
     reset_peak_rss,
@@ -47,7 +48,7 @@ MIB = 1024 * 1024
 
 def result_message(world: World, tag: int) -> Message | None:
     for message in world.bot_messages():
-        if f"job-{tag}" in message.content and any(c.startswith("sora:remix:") for c in message.custom_ids()):
+        if tag in job_ids_from_text(message.content) and any(c.startswith("sora:remix:") for c in message.custom_ids()):
             return message
     return None
 
@@ -117,6 +118,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         double = world.double
         bare_channel = double.add_channel(name="bare-baseline")
         member = double.add_member(name="viewer")
+        await world.open_guild()
         bot = await world.start_bot(log_level="INFO")
         sampler = RssSampler(bot.pid, period=0.01).start()
         tag = 0
