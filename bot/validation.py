@@ -115,13 +115,29 @@ def check_attachment_metadata(
 
 
 def sniff_image(data: bytes) -> str | None:
-    """The image type from its first bytes (a renamed PDF or a corrupt file is None)."""
-    for magic, content_type in IMAGE_MAGIC:
-        if data.startswith(magic):
-            return content_type
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return None
+    """The image type, if `data` is a complete PNG, JPEG, GIF or WebP file; None for anything else.
+
+    Beyond the signature, each format's ending is checked, so a renamed file or a truncated upload is refused
+    here instead of being sent (and charged) upstream.
+    """
+    content_type = next((kind for magic, kind in IMAGE_MAGIC if data.startswith(magic)), None)
+    if content_type is None and data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        content_type = "image/webp"
+    if content_type is None or not _complete(data, content_type):
+        return None
+    return content_type
+
+
+def _complete(data: bytes, content_type: str) -> bool:
+    if content_type == "image/png":
+        return data[12:16] == b"IHDR" and data[-8:-4] == b"IEND"
+    if content_type == "image/jpeg":
+        return b"\xff\xd9" in data[-4096:]
+    if content_type == "image/gif":
+        return data.rstrip(b"\0").endswith(b";")
+    if content_type == "image/webp":
+        return int.from_bytes(data[4:8], "little") + 8 <= len(data)
+    return False
 
 
 __all__ = [

@@ -74,9 +74,16 @@ def test_attachment_metadata_checks() -> None:
         check_attachment_metadata(ok, no_images)
 
 
-def test_image_sniffing() -> None:
-    assert sniff_image(b"\x89PNG\r\n\x1a\n....") == "image/png"
-    assert sniff_image(b"\xff\xd8\xff\xe0") == "image/jpeg"
-    assert sniff_image(b"RIFF\x00\x00\x00\x00WEBPVP8 ") == "image/webp"
+def test_image_sniffing_needs_a_complete_file() -> None:
+    from pathlib import Path
+
+    png = (Path(__file__).parents[1] / "bot" / "fake_upstream" / "assets" / "thumb.png").read_bytes()
+    assert sniff_image(png) == "image/png"
+    assert sniff_image(png[:40]) is None  # truncated: the signature alone isn't enough
+    assert sniff_image(b"\xff\xd8\xff\xe0" + bytes(100) + b"\xff\xd9") == "image/jpeg"
+    assert sniff_image(b"\xff\xd8\xff\xe0" + bytes(100)) is None
+    assert sniff_image(b"GIF89a" + bytes(20) + b";") == "image/gif"
+    assert sniff_image(b"RIFF\x0c\x00\x00\x00WEBPVP8 ") == "image/webp"
+    assert sniff_image(b"RIFF\xff\x00\x00\x00WEBPVP8 ") is None
     assert sniff_image(b"%PDF-1.7") is None
     assert sniff_image(b"") is None
