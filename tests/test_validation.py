@@ -83,7 +83,7 @@ def test_image_sniffing_needs_a_complete_file() -> None:
     assert sniff_image(b"\xff\xd8\xff\xe0" + bytes(100) + b"\xff\xd9") == "image/jpeg"
     assert sniff_image(b"\xff\xd8\xff\xe0" + bytes(100)) is None
     assert sniff_image(b"GIF89a" + bytes(20) + b";") == "image/gif"
-    assert sniff_image(b"RIFF\x0c\x00\x00\x00WEBPVP8 ") == "image/webp"
+    assert sniff_image(b"RIFF\x08\x00\x00\x00WEBPVP8 ") == "image/webp"
     assert sniff_image(b"RIFF\xff\x00\x00\x00WEBPVP8 ") is None
     assert sniff_image(b"%PDF-1.7") is None
     assert sniff_image(b"") is None
