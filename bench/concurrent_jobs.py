@@ -227,7 +227,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="a short smoke run (40 jobs, 4 channels, 5 s)")
+    parser.add_argument("--quick", action="store_true", help="a short smoke run (30 jobs, 3 channels, 3 s)")
     parser.add_argument("--jobs", type=int)
     parser.add_argument("--channels", type=int)
     parser.add_argument("--steps", type=int, help="progress events per job")
@@ -240,9 +240,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--echo", action="store_true", help="copy the bot's log to stderr")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    args.jobs = args.jobs or (40 if args.quick else 500)
-    args.channels = args.channels or (4 if args.quick else 20)
-    args.steps = args.steps or (10 if args.quick else 120)
+    args.jobs = args.jobs or (30 if args.quick else 500)
+    args.channels = args.channels or (3 if args.quick else 20)
+    args.steps = args.steps or (6 if args.quick else 120)
     args.ramp = args.ramp if args.ramp is not None else (2.0 if args.quick else 10.0)
     if args.quick:
         args.timeout = min(args.timeout, 60.0)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import random
+import re
 import sqlite3
 import sys
 import time
@@ -71,6 +72,7 @@ class Soak:
     events: list[str] = field(default_factory=list)
     restarted_at: float | None = None
     killed_at: float | None = None
+    ready_again_at: float | None = None
 
     def note(self, text: str) -> None:
         self.events.append(text)
@@ -156,6 +158,8 @@ class Soak:
         await asyncio.sleep(1.0)
         self.restarted_at = time.monotonic()
         await self.start_bot()
+        assert self.bot is not None
+        self.ready_again_at = await self.bot.wait_line("logged in as")
         self.note("bot started again and ready")
 
     async def faults(self) -> None:
@@ -192,6 +196,20 @@ class Soak:
         for fraction, action in plan:
             await asyncio.sleep(max(0.0, self.started + fraction * self.args.duration - time.monotonic()))
             await action()
+
+    def kind_of(self, problem: str) -> str:
+        """Which known window a problem falls in (see BENCHMARKS.md), from the job's times."""
+        tags = job_ids_from_text(problem)
+        sent = next((x for x in self.sent if tags and x.tag == tags[0]), None)
+        if sent is None or self.killed_at is None:
+            return "other"
+        if self.ready_again_at is not None and self.killed_at <= sent.at <= self.ready_again_at:
+            return "accepted before on_ready after the restart"
+        posted_part = problem.split("video posted at")[-1].split("; asked")[0]
+        posted = [float(t) + self.started for t in re.findall(r"(\d+\.\d+)", posted_part)]
+        if "video posted at" in problem and any(self.killed_at - 2.0 <= t <= self.killed_at for t in posted):
+            return "killed between posting the video and recording it"
+        return "other"
 
     # --- afterwards ------------------------------------------------------------------------------------------
 
@@ -305,8 +323,9 @@ async def audit(soak: Soak) -> dict[str, Any]:
             elif not told_of_failure(world, sent.tag):
                 untold.append(sent.tag)
     stuck.extend(f"ledger row {row['id']} still reserved / without generation" for row in orphans)
+    kinds = Counter(soak.kind_of(line) for line in lost + double_charged + stuck)
     for line in (lost + double_charged + stuck)[:20]:
-        print(f"  ! {line}", file=sys.stderr)
+        print(f"  ! [{soak.kind_of(line)}] {line}", file=sys.stderr)
     requests = world.double.requests
     errors = [line for bot in soak.bots for line in bot.errors()]
     return {
@@ -325,6 +344,7 @@ async def audit(soak: Soak) -> dict[str, Any]:
         "soak_discord_5xx": sum(1 for r in requests if r.status >= 500),
         "soak_bot_errors_logged": len(errors),
         "soak_bot_restarts": len(soak.bots) - 1,
+        "soak_problem_kinds": dict(kinds),
         "soak_problems": (lost + double_charged + stuck)[:20],
         "soak_untold_jobs": untold[:20],
     }
@@ -364,10 +384,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="CI run: 20 s of load")
-    parser.add_argument("--duration", type=float, help="seconds of load (default 300, 20 with --quick)")
+    parser.add_argument("--quick", action="store_true", help="CI run: 15 s of load")
+    parser.add_argument("--duration", type=float, help="seconds of load (default 300, 15 with --quick)")
     parser.add_argument("--rate", type=float, help="requests per second (default 1.5, 2 with --quick)")
-    parser.add_argument("--drain", type=float, help="at most this many seconds to finish (default 150, 35 quick)")
+    parser.add_argument("--drain", type=float, help="at most this many seconds to finish (default 150, 25 quick)")
     parser.add_argument("--fault-share", type=float, default=0.45, help="share of requests with an upstream fault")
     parser.add_argument("--channels", type=int, default=5)
     parser.add_argument("--members", type=int, default=80)
@@ -375,9 +395,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--echo", action="store_true", help="copy the bot's log to stderr")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    args.duration = args.duration or (20.0 if args.quick else 300.0)
+    args.duration = args.duration or (15.0 if args.quick else 300.0)
     args.rate = args.rate or (2.0 if args.quick else 1.5)
-    args.drain = args.drain or (35.0 if args.quick else 150.0)
+    args.drain = args.drain or (25.0 if args.quick else 150.0)
     figures = asyncio.run(run(args))
     shown = {k: v for k, v in figures.items() if k not in ("soak_events", "soak_problems", "soak_untold_jobs")}
     print_figures(f"soak: {figures['soak_requests']} requests over {args.duration:.0f} s with faults:", shown)
