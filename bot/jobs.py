@@ -686,32 +686,49 @@ class JobManager:
             ApiFormat.VIDEOS,
         )
         self.jobs[job.id] = job
-        payload = progress_payload(job.view(), locale)
-        message = None
-        if generation.progress_message_id is not None:
-            message = await self._edit_progress_message(channel, generation.progress_message_id, payload)
-        if message is None:
-            await self.scheduler.reserve((f"channel:{generation.channel_id}",))
-            message = await channel.send(  # type: ignore[call-arg]
-                content=payload.content,
-                embeds=payload.embeds,
-                view=payload.view,
-                reference=self._reference_to(channel, generation.progress_message_id),
-                mention_author=False,
-            )
-            await self.db.set_progress_message(job.id, message.id, forget_interaction=True)
+        try:
+            message = await self._resumed_progress_message(job, channel)
+        except BaseException:
+            self.jobs.pop(job.id, None)
+            raise
         job.streamer = ProgressStreamer(self.scheduler, ChannelMessageTarget(message))
         job.streamer.mark_edited()
         job.task = asyncio.create_task(self._run(job, resume_task_id=generation.task_id), name=f"job-{job.id}")
+
+    async def _resumed_progress_message(self, job: Job, channel: Any) -> discord.Message:
+        """The progress message of a resumed job: the old one edited in place when the bot token may (a reply's
+        or a moved one), else a new one replying to it (an interaction response is only editable with its token)."""
+        generation = job.generation
+        payload = progress_payload(job.view(), job.spec.locale)
+        if generation.progress_message_id is not None:
+            message = await self._edit_progress_message(channel, generation.progress_message_id, payload)
+            if message is not None:
+                return message
+        await self.scheduler.reserve((f"channel:{channel.id}",))
+        message = await channel.send(
+            content=payload.content,
+            embeds=payload.embeds,
+            view=payload.view,
+            reference=self._reference_to(channel, generation.progress_message_id),
+            mention_author=False,
+        )
+        await self.db.set_progress_message(job.id, message.id, forget_interaction=True)
+        return message  # type: ignore[no-any-return]
 
     async def close(self) -> None:
         """Stop running jobs without settling them: they are resumed (or refunded) on the next start.
 
         A job already posting its video gets a moment to finish, so it isn't delivered again after the restart."""
         self._closing = True
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + CLOSE_GRACE
         finishing = [job.task for job in self.jobs.values() if job.task is not None and job.phase is Phase.FINISHING]
         if finishing:
             await asyncio.wait(finishing, timeout=CLOSE_GRACE)
+        # A job still being submitted (its progress message on the way) gets its task in a moment: wait for it,
+        # or that task would start after this and run on in a closed bot.
+        while any(job.task is None for job in self.jobs.values()) and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
         tasks = [job.task for job in self.jobs.values() if job.task is not None]
         for task in tasks:
             task.cancel()

@@ -6,6 +6,7 @@ that needs I/O (reading an attached image, the database) runs after the deferral
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -15,6 +16,7 @@ import discord
 from bot.client import send_ephemeral
 from bot.i18n import interaction_locale, resolve_locale, t
 from bot.jobs import InteractionOrigin, JobManager, JobSpec, ReplyOrigin, bot_missing_permissions, member_is_admin
+from bot.render import Phase
 from bot.upstream.types import ReferenceImage
 from bot.validation import (
     AttachmentInfo,
@@ -31,6 +33,8 @@ if TYPE_CHECKING:
     from bot.client import SoraBot
 
 log = logging.getLogger(__name__)
+
+SETTLE_WAIT = 2.0  # seconds a press or reply waits for a video that is being posted right now (Discord's 3 s rule)
 
 
 def parameters_of(manager: JobManager, generation: Generation) -> VideoParameters:
@@ -137,11 +141,24 @@ def _with_images(spec: JobSpec, images: tuple[ReferenceImage, ...], attachments:
     return replace(spec, images=images, image_urls=tuple(a.url for a in attachments))
 
 
+async def settled_generation(manager: JobManager, generation_id: int) -> Generation | None:
+    """The generation as stored; when its job is just posting the video (the result message, and so its buttons
+    and replies to it, exist a moment before the database says so), after that job has finished."""
+    generation = await manager.db.get_generation(generation_id)
+    job = manager.jobs.get(generation_id)
+    if generation is None or generation.finished or job is None or job.task is None:
+        return generation
+    if job.phase in (Phase.FINISHING, Phase.DONE):
+        await asyncio.wait([job.task], timeout=SETTLE_WAIT)
+        generation = await manager.db.get_generation(generation_id)
+    return generation
+
+
 async def finished_generation(
     manager: JobManager, interaction: discord.Interaction[SoraBot], generation_id: int
 ) -> Generation | None:
     locale = interaction_locale(interaction)
-    generation = await manager.db.get_generation(generation_id)
+    generation = await settled_generation(manager, generation_id)
     if generation is None:
         await send_ephemeral(interaction, t("error.generation_gone", locale))
         return None
@@ -228,5 +245,6 @@ __all__ = [
     "remix_from_interaction",
     "remix_from_reply",
     "reroll_spec",
+    "settled_generation",
     "start_from_interaction",
 ]

@@ -6,17 +6,20 @@ Also answers the remix modal (`bot.ui.handle_modal_submit`), which is persistent
 from __future__ import annotations
 
 import logging
+import re
 
 import discord
 from discord.ext import commands
 
 from bot.client import SoraBot
 from bot.i18n import resolve_locale, t
-from bot.requests import remix_from_reply
+from bot.requests import remix_from_reply, settled_generation
 from bot.ui import handle_modal_submit
 from storage import Generation, GenerationStatus
 
 log = logging.getLogger(__name__)
+
+RESULT_BUTTON = re.compile(r"^sora:remix:(?P<generation>\d+)$")
 
 
 class Remix(commands.Cog):
@@ -36,6 +39,8 @@ class Remix(commands.Cog):
             return
         replied_to = reference.message_id
         generation = await self.bot.db.generation_by_result_message(replied_to)
+        if generation is None:
+            generation = await self._being_posted(reference.resolved)
         if generation is not None:
             if isinstance(reference.resolved, discord.DeletedReferencedMessage):
                 # The video's message was deleted (by a moderator, say) while the member was replying.
@@ -57,6 +62,21 @@ class Remix(commands.Cog):
         else:
             key = "error.reply_failed"
         await self._answer(message, key, progress)
+
+    async def _being_posted(self, resolved: object) -> Generation | None:
+        """A result message the database doesn't know yet: its job is storing it right now. Its own Remix
+        button names the generation; the reply waits for that job to finish."""
+        if not isinstance(resolved, discord.Message) or self.bot.user is None or resolved.author != self.bot.user:
+            return None
+        for row in resolved.components:
+            for component in getattr(row, "children", ()):
+                match = RESULT_BUTTON.match(getattr(component, "custom_id", None) or "")
+                if match is not None:
+                    generation = await settled_generation(self.bot.jobs, int(match["generation"]))
+                    if generation is not None and generation.result_message_id == resolved.id:
+                        return generation
+                    return None
+        return None
 
     async def _answer(self, message: discord.Message, key: str, generation: Generation | None) -> None:
         """One short reply, in the replier's language as far as we know it; never pings."""

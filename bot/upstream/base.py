@@ -236,7 +236,10 @@ async def guard_events(
                 yield failed(FailureKind.TIMEOUT, JOB_TIMEOUT_REASON)
                 return
             try:
-                event = await asyncio.wait_for(anext(iterator), remaining)
+                # Not `asyncio.wait_for`: before Python 3.12 it swallows a cancellation that arrives just as the
+                # next event is ready, and a cancelled job (the Cancel button, a restart) would run on.
+                async with asyncio.timeout(remaining):
+                    event = await anext(iterator)
             except StopAsyncIteration:
                 yield failed(FailureKind.UPSTREAM, "the gateway ended the stream without a video")
                 return

@@ -274,6 +274,30 @@ async def test_buttons_and_the_modal_work_after_a_restart(
     assert await ledger(db) == ["charged"] * 4
 
 
+async def test_pressing_and_replying_the_moment_the_video_appears(
+    bot_harness: BotHarness, discord_double: DiscordDouble, fake_upstream: FakeUpstream, db: Database
+) -> None:
+    """The result message exists a moment before the database records it: a press or reply in that moment
+    waits for the job instead of calling the video unfinished."""
+    await start(bot_harness, sora_api_format="videos")
+    alice = discord_double.add_member(name="alice")
+    bob = discord_double.add_member(name="bob")  # one job at a time per member: bob remixes, alice re-rolls
+    await discord_double.slash("sora", user=alice, prompt="a red fox in the snow")
+    root = await next_result(discord_double, 0)  # no waiting for the job to settle
+    press = await discord_double.click(root, "sora:reroll:1", user=alice)
+    await discord_double.reply(root, "make it night", user=bob, ping=False)
+    assert await press.wait_response() == 5
+    await settled(bot_harness, db, jobs=3)
+
+    creates = sorted((r.path, r.json["prompt"]) for r in fake_upstream.state.requests if r.method == "POST")
+    assert creates == [
+        ("/v1/videos", "a red fox in the snow"),
+        ("/v1/videos", "a red fox in the snow"),
+        ("/v1/videos/video_000001/remix", "make it night"),
+    ]
+    assert await ledger(db) == ["charged"] * 3
+
+
 # --- replies to anything else ----------------------------------------------------------------------------------
 
 
