@@ -3,6 +3,7 @@ gateway, real SQLite."""
 
 from __future__ import annotations
 
+import base64
 import json
 import logging
 
@@ -20,6 +21,7 @@ from tests.bot.flow import (
     text_of,
     until,
 )
+from tests.bot.helpers import PNG
 from tests.discord_double import DiscordDouble, Message
 from tests.fixtures.discord import BotHarness
 
@@ -120,6 +122,27 @@ async def test_without_the_message_content_intent_a_reply_with_the_ping_still_re
     assert "reply ping" in answer.content and answer.mentions == []
     assert len(fake_upstream.state.requests_to(CHAT)) == 2
     assert await ledger(db) == ["charged", "charged"]
+
+
+async def test_a_reply_with_an_image_sends_it_with_the_change(
+    bot_harness: BotHarness, discord_double: DiscordDouble, fake_upstream: FakeUpstream, db: Database
+) -> None:
+    await start(bot_harness)
+    alice = discord_double.add_member(name="alice")
+    root = await make_video(bot_harness, discord_double, db, "a red fox in the snow", user=alice)
+    await discord_double.reply(root, "make it look like this", user=alice, ping=False, attachments=[("ref.png", PNG)])
+    await next_result(discord_double, root.id)
+    await settled(bot_harness, db, jobs=2)
+
+    *history, change = fake_upstream.state.requests_to(CHAT)[1].json["messages"]
+    assert [m["role"] for m in history] == ["user", "assistant"]
+    assert change == {
+        "role": "user",
+        "content": [
+            {"type": "text", "text": "make it look like this" + hints()},
+            {"type": "image_url", "image_url": {"url": "data:image/png;base64," + base64.b64encode(PNG).decode()}},
+        ],
+    }
 
 
 async def test_videos_format_remixes_through_the_remix_endpoint(
