@@ -14,8 +14,9 @@ Faults:
 
 Afterwards, for every request: accepted (a generation exists) → it must have ended succeeded + charged + exactly one
 result message, or failed/cancelled + refunded; refused → nothing reserved. Counted: `soak_lost` (accepted jobs
-that ended any other way, or a succeeded job with no video posted), `soak_double_charged` (a request charged more
-than once, or a video posted twice), `soak_stuck` (still queued/running, or a reservation never settled).
+whose ledger disagrees with what the member got: succeeded with no video posted, failed but charged, or refunded
+although the video was posted), `soak_double_charged` (a request charged more than once), `soak_delivered_twice`
+(charged once, video posted twice), `soak_stuck` (still queued/running, or a reservation never settled).
 """
 
 from __future__ import annotations
@@ -135,15 +136,24 @@ class Soak:
                 found.append((sent, message))
         return found
 
+    async def some_running(self) -> list[tuple[Sent, Message]]:
+        """Running jobs with their progress messages, waiting (bounded) for one if none runs right now."""
+        for _ in range(20):
+            running = self.running_progress()
+            if running:
+                return running
+            await asyncio.sleep(0.25)
+        return []
+
     async def delete_progress(self) -> None:
-        running = self.running_progress()
+        running = await self.some_running()
         if running:
             sent, message = self.rng.choice(running)
             await self.world.double.delete_message(message)
             self.note(f"deleted the progress message of job-{sent.tag}")
 
     async def cancel_one(self) -> None:
-        running = self.running_progress()
+        running = await self.some_running()
         if running:
             sent, message = self.rng.choice(running)
             custom_id = next(c for c in message.custom_ids() if c.startswith("sora:cancel:"))
@@ -282,6 +292,7 @@ async def audit(soak: Soak) -> dict[str, Any]:
     outcome: Counter[str] = Counter()
     lost: list[str] = []
     double_charged: list[str] = []
+    delivered_twice: list[str] = []
     stuck: list[str] = []
     untold: list[int] = []
     for sent in soak.sent:
@@ -306,8 +317,10 @@ async def audit(soak: Soak) -> dict[str, Any]:
         if soak.killed_at is not None:
             detail += f"; bot killed at {soak.killed_at - soak.started:.2f} s"
 
-        if len(charged) > 1 or posted > 1:
+        if len(charged) > 1:
             double_charged.append(f"job-{sent.tag}: {len(charged)} charges, {posted} videos posted ({detail})")
+        elif posted > 1:
+            delivered_twice.append(f"job-{sent.tag}: charged once, {posted} videos posted ({detail})")
         for g in generations:
             status, ledger = g["status"], g["ledger"]
             outcome[f"{status}/{ledger}"] += 1
@@ -323,8 +336,9 @@ async def audit(soak: Soak) -> dict[str, Any]:
             elif not told_of_failure(world, sent.tag):
                 untold.append(sent.tag)
     stuck.extend(f"ledger row {row['id']} still reserved / without generation" for row in orphans)
-    kinds = Counter(soak.kind_of(line) for line in lost + double_charged + stuck)
-    for line in (lost + double_charged + stuck)[:20]:
+    problems = lost + double_charged + delivered_twice + stuck
+    kinds = Counter(soak.kind_of(line) for line in problems)
+    for line in problems[:20]:
         print(f"  ! [{soak.kind_of(line)}] {line}", file=sys.stderr)
     requests = world.double.requests
     errors = [line for bot in soak.bots for line in bot.errors()]
@@ -333,6 +347,7 @@ async def audit(soak: Soak) -> dict[str, Any]:
         "soak_lost": len(lost),
         "soak_double_charged": len(double_charged),
         "soak_stuck": len(stuck),
+        "soak_delivered_twice": len(delivered_twice),
         "soak_requests": len(soak.sent),
         "soak_refused": outcome["refused"],
         "soak_unanswered": outcome["unanswered"],
@@ -345,7 +360,7 @@ async def audit(soak: Soak) -> dict[str, Any]:
         "soak_bot_errors_logged": len(errors),
         "soak_bot_restarts": len(soak.bots) - 1,
         "soak_problem_kinds": dict(kinds),
-        "soak_problems": (lost + double_charged + stuck)[:20],
+        "soak_problems": problems[:20],
         "soak_untold_jobs": untold[:20],
     }
 
