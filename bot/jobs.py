@@ -491,6 +491,11 @@ class JobManager:
     async def _fail(
         self, job: Job, failure: Failed, *, internal: bool = False, reason_key: str | None = None
     ) -> None:
+        task_id = failure.task_id or job.task_id
+        if failure.kind is FailureKind.TIMEOUT and task_id is not None:
+            # We gave up waiting; stop the gateway rendering (and billing) a video nobody will fetch.
+            with contextlib.suppress(Exception):
+                await self.client_for(job.spec.model).cancel(task_id)
         settled = await self.db.mark_failed(
             job.id,
             failure.kind.value,
@@ -664,6 +669,12 @@ class JobManager:
         channel = await self._channel(generation.channel_id)
         if channel is None or generation.task_id is None:
             raise RuntimeError(f"the channel {generation.channel_id} is gone")
+        posted = await self._posted_result(channel, generation.id)
+        if posted is not None:
+            # Killed between posting the video and recording it: it was delivered, so settle instead of redoing.
+            await self.db.mark_succeeded(generation.id, result_message_id=posted.id, task_id=generation.task_id)
+            log.info("job %s had already been delivered (message %s) before the restart", generation.id, posted.id)
+            return
         locale = resolve_locale(generation.locale)
         spec = JobSpec(
             guild_id=generation.guild_id,
@@ -694,6 +705,20 @@ class JobManager:
         job.streamer = ProgressStreamer(self.scheduler, ChannelMessageTarget(message))
         job.streamer.mark_edited()
         job.task = asyncio.create_task(self._run(job, resume_task_id=generation.task_id), name=f"job-{job.id}")
+
+    async def _posted_result(self, channel: Any, generation_id: int, *, look_back: int = 100) -> discord.Message | None:
+        """Our result message for `generation_id` among the channel's recent messages, if it was posted."""
+        wanted = f"sora:remix:{generation_id}"
+        try:
+            async for message in channel.history(limit=look_back):
+                if self.bot.user is None or message.author.id != self.bot.user.id:
+                    continue
+                for row in message.components:
+                    if any(getattr(child, "custom_id", None) == wanted for child in getattr(row, "children", ())):
+                        return message  # type: ignore[no-any-return]
+        except discord.HTTPException as exc:
+            log.warning("could not read channel %s to check for a delivered result: %s", channel.id, exc)
+        return None
 
     async def _resumed_progress_message(self, job: Job, channel: Any) -> discord.Message:
         """The progress message of a resumed job: the old one edited in place when the bot token may (a reply's

@@ -485,7 +485,8 @@ class ChatClient(UpstreamClient):
                     return response
                 try:
                     if response.status == 429 and attempt < self.options.retry_attempts:
-                        delay = retry_after_seconds(response.headers) or backoff_delay(attempt)
+                        after = retry_after_seconds(response.headers)
+                        delay = after if after is not None else backoff_delay(attempt)
                     else:
                         error = await error_from_response(response)
                         raise type(error)(self.redact(error.message), status=error.status)

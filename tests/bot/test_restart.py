@@ -144,3 +144,31 @@ async def test_a_job_still_waiting_for_a_slot_is_refunded_and_the_running_one_re
     ]
     assert await ledger(db) == ["charged", "refunded"]
     assert len(fake_upstream.state.requests_to("/v1/videos", "POST")) == 1  # bob's job never reached the gateway
+
+
+async def test_a_video_posted_just_before_a_crash_is_not_delivered_again(
+    bot_harness: BotHarness, discord_double: DiscordDouble, fake_upstream: FakeUpstream, db: Database
+) -> None:
+    await start(bot_harness, sora_api_format="videos")
+    alice = discord_double.add_member(name="alice")
+    await discord_double.slash("sora", user=alice, prompt=f"a lighthouse at dusk {ENDLESS}")
+    await running_upstream(db, 1)
+    await bot_harness.stop()
+    # As if the bot had posted the result and was killed (kill -9) before recording it.
+    posted = discord_double.world.create_message(
+        discord_double.channel,
+        discord_double.bot_user,
+        content="🎬 **a lighthouse at dusk**",
+        components=[
+            {"type": 1, "components": [{"type": 2, "style": 1, "label": "Remix", "custom_id": "sora:remix:1"}]}
+        ],
+    )
+
+    await bot_harness.start(**bot_harness._start_args)
+    await settled(bot_harness, db)
+
+    generation = await db.get_generation(1)
+    assert generation is not None and generation.status == GenerationStatus.SUCCEEDED
+    assert generation.result_message_id == posted.id
+    assert await ledger(db) == ["charged"]
+    assert results(discord_double) == [posted]  # nothing posted a second time
