@@ -60,5 +60,6 @@ def test_quick_soak_settles_every_job(tmp_path: Path) -> None:
         assert isinstance(figures.get(key), int), f"soak: {key} missing or not a number: {figures.get(key)}"
     assert figures["soak_jobs"] > 0
     assert figures["soak_stuck"] == 0 and figures["soak_orphan_reservations"] == 0, figures["soak_problems"]
+    assert figures["soak_double_charged"] == 0, figures["soak_problems"]
     assert set(figures["soak_problem_kinds"]) <= KNOWN_WINDOWS, figures["soak_problems"]
     assert figures["soak_bot_errors_logged"] == 0
