@@ -208,7 +208,11 @@ class Job:
 
     def show(self, priority: Priority = Priority.PROGRESS) -> None:
         if self.streamer is not None:
-            self.streamer.update(progress_payload(self.view(), self.spec.locale), priority)
+            # Rendered only when the edit goes out: most updates are coalesced away.
+            self.streamer.update(self.render, priority)
+
+    def render(self) -> MessagePayload:
+        return progress_payload(self.view(), self.spec.locale)
 
     def on_wait_position(self, position: int) -> None:
         if self.phase is Phase.WAITING and position != self.position:
@@ -459,6 +463,7 @@ class JobManager:
         if job.streamer is not None:
             await job.streamer.close(progress_payload(job.view(result_url=posted.message.jump_url), job.spec.locale))
         if not isinstance(posted.message.channel, discord.Thread):
+            await self.scheduler.reserve((f"threads:{posted.message.channel.id}",))
             thread = await open_thread(
                 posted.message, job.spec.prompt, t("result.thread_name", job.spec.locale, prompt=job.spec.prompt)
             )

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 CHANNEL_LIMIT, CHANNEL_WINDOW = 5, 5.0  # message create/edit per channel
 WEBHOOK_LIMIT, WEBHOOK_WINDOW = 5, 2.0  # per interaction webhook token
+THREAD_LIMIT, THREAD_WINDOW = 10, 10.0  # thread creation per channel
 GLOBAL_LIMIT, GLOBAL_WINDOW = 40, 1.0  # Discord allows 50/s; leave room for everything else the bot does
 SAFETY = 1.1  # windows are stretched by 10 % (+ a little) so network jitter can't squeeze a sixth call in
 INTERACTION_TOKEN_LIFE = 15 * 60.0
@@ -137,6 +138,7 @@ def webhook_key(token: str) -> str:
     return "webhook:" + hashlib.sha256(token.encode()).hexdigest()[:16]
 
 
+THREAD_PATH = re.compile(r"/channels/(\d+)/messages/\d+/threads")
 WEBHOOK_PATH = re.compile(r"/webhooks/\d+/([^/?]+)")
 CHANNEL_PATH = re.compile(r"/channels/(\d+)/messages")
 
@@ -152,11 +154,13 @@ class EditScheduler:
         channel_budget: tuple[int, float] = (CHANNEL_LIMIT, CHANNEL_WINDOW),
         webhook_budget: tuple[int, float] = (WEBHOOK_LIMIT, WEBHOOK_WINDOW),
         global_budget: tuple[int, float] = (GLOBAL_LIMIT, GLOBAL_WINDOW),
+        thread_budget: tuple[int, float] = (THREAD_LIMIT, THREAD_WINDOW),
     ) -> None:
         self.clock = clock
         self.interval = interval
         self.channel_budget = channel_budget
         self.webhook_budget = webhook_budget
+        self.thread_budget = thread_budget
         self.windows: dict[str, SlidingWindow] = {}
         self.global_window = SlidingWindow(*global_budget)
         self.waiting: set[ProgressStreamer] = set()
@@ -169,7 +173,12 @@ class EditScheduler:
     def window(self, key: str) -> SlidingWindow:
         window = self.windows.get(key)
         if window is None:
-            budget = self.webhook_budget if key.startswith("webhook:") else self.channel_budget
+            if key.startswith("webhook:"):
+                budget = self.webhook_budget
+            elif key.startswith("threads:"):
+                budget = self.thread_budget
+            else:
+                budget = self.channel_budget
             window = SlidingWindow(*budget)
             self.windows[key] = window
         return window
@@ -179,11 +188,15 @@ class EditScheduler:
         now = self.clock.monotonic()
         for key in keys:
             self.window(key).grant(now)
-        self.global_window.grant(now)
+        if counts_globally(keys):
+            self.global_window.grant(now)
 
-    def wait_time(self, keys: tuple[str, ...]) -> float:
-        now = self.clock.monotonic()
-        return max([self.global_window.wait_time(now), *(self.window(k).wait_time(now) for k in keys)])
+    def wait_time(self, keys: tuple[str, ...], now: float | None = None) -> float:
+        now = self.clock.monotonic() if now is None else now
+        waits = [self.window(k).wait_time(now) for k in keys]
+        if counts_globally(keys):
+            waits.append(self.global_window.wait_time(now))
+        return max(waits, default=0.0)
 
     async def reserve(self, keys: tuple[str, ...]) -> None:
         """Wait for a slot in `keys` and take it (for one-off calls such as the result message)."""
@@ -196,6 +209,8 @@ class EditScheduler:
         key: str | None = None
         if match := WEBHOOK_PATH.search(url):
             key = webhook_key(match.group(1))
+        elif method == "POST" and (match := THREAD_PATH.search(url)):
+            key = f"threads:{match.group(1)}"
         elif method in ("POST", "PATCH") and (match := CHANNEL_PATH.search(url)):
             key = f"channel:{match.group(1)}"
         if key is None:
@@ -241,24 +256,27 @@ class EditScheduler:
         while self.waiting:
             self._wake.clear()
             now = self.clock.monotonic()
-            best: ProgressStreamer | None = None
-            best_rank: tuple[int, float] | None = None
             soonest = 5.0
+            # One pass per wake-up: every streamer whose own interval has passed, most urgent first, is granted
+            # an edit as long as the budgets it touches still allow (grants use up shared budgets as we go).
+            due = []
             for streamer in self.waiting:
                 if streamer.in_flight:
                     continue
-                wait = max(streamer.next_allowed - now, self.wait_time(streamer.target.budget_keys))
+                wait = streamer.next_allowed - now
+                if wait > 0:
+                    soonest = min(soonest, wait)
+                else:
+                    due.append(streamer)
+            due.sort(key=lambda streamer: (-int(streamer.priority), streamer.last_edit))
+            for streamer in due:
+                wait = self.wait_time(streamer.target.budget_keys, now)
                 if wait > 0:
                     soonest = min(soonest, wait)
                     continue
-                rank = (-int(streamer.priority), streamer.last_edit)
-                if best_rank is None or rank < best_rank:
-                    best, best_rank = streamer, rank
-            if best is not None:
-                self.waiting.discard(best)
-                self.consume(best.target.budget_keys)
-                best.start_flush()
-                continue
+                self.waiting.discard(streamer)
+                self.consume(streamer.target.budget_keys)
+                streamer.start_flush()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=max(0.01, soonest))
 
@@ -273,6 +291,12 @@ class EditScheduler:
 
 
 HandoverFactory = Callable[[], Awaitable["EditTarget | None"]]
+Render = Callable[[], MessagePayload]
+
+
+def counts_globally(keys: tuple[str, ...]) -> bool:
+    """Interaction webhook calls are not bound by the bot's global rate limit (Discord's docs); others are."""
+    return not keys or not all(key.startswith("webhook:") for key in keys)
 
 
 class ProgressStreamer:
@@ -290,7 +314,7 @@ class ProgressStreamer:
         self.target = target
         self.handover = handover
         self.interval = scheduler.interval if interval is None else interval
-        self.pending: MessagePayload | None = None
+        self.pending: MessagePayload | Render | None = None
         self.priority = Priority.PROGRESS
         self.last_edit = float("-inf")
         self.next_allowed = float("-inf")
@@ -309,8 +333,10 @@ class ProgressStreamer:
         self.last_edit = now
         self.next_allowed = now + self.interval
 
-    def update(self, payload: MessagePayload, priority: Priority = Priority.PROGRESS) -> None:
-        """Replace the pending payload with the newest state; never blocks, never queues."""
+    def update(self, payload: MessagePayload | Render, priority: Priority = Priority.PROGRESS) -> None:
+        """Replace the pending payload with the newest state; never blocks, never queues.
+
+        `payload` may be a function that renders it: it is then called only when an edit actually goes out."""
         if self.lost or self._final is not None:
             return
         self.pending = payload
@@ -341,12 +367,12 @@ class ProgressStreamer:
         self._flush_task.add_done_callback(self.scheduler.flushing.discard)
 
     async def _flush(self) -> None:
-        payload, priority = self.pending, self.priority
+        pending, priority = self.pending, self.priority
         self.pending, self.priority = None, Priority.PROGRESS
         landed = False
         try:
-            if payload is not None:
-                landed = await self._edit(payload)
+            if pending is not None:
+                landed = await self._edit(pending() if callable(pending) else pending)
         finally:
             now = self.scheduler.clock.monotonic()
             self.last_edit = now

@@ -110,3 +110,25 @@ def test_budget_learns_from_rate_limit_headers() -> None:
     scheduler.observe_response("POST", "http://127.0.0.1/api/v10/webhooks/1/tok3n/messages/@original", 429,
                                {"Retry-After": "1.5"})
     assert any(key.startswith("webhook:") and "tok3n" not in key for key in scheduler.windows)
+
+
+async def test_interaction_edits_are_not_held_to_the_global_budget() -> None:
+    clock = Clock()
+    scheduler = EditScheduler(clock, interval=0.01, global_budget=(1, 10.0))
+    scheduler.consume(("channel:1",))  # the global budget is now spent for 10 s
+    assert scheduler.wait_time(("channel:2",)) > 5
+    assert scheduler.wait_time(("webhook:abc",)) == 0  # interaction webhooks aren't bound by the global limit
+    renders = []
+
+    def render() -> MessagePayload:
+        renders.append(1)
+        return MessagePayload(content=f"render {len(renders)}")
+
+    target = RecordingTarget(1, clock)
+    target.budget_keys = ("webhook:abc",)
+    streamer = ProgressStreamer(scheduler, target)
+    for _ in range(50):
+        streamer.update(render)
+    assert await streamer.close(MessagePayload(content="done"), give_up_after=2)
+    assert len(renders) <= 2  # rendered only when an edit went out, not per update
+    await scheduler.close()

@@ -25,11 +25,13 @@ from tests.fixtures.upstream import TEST_API_KEY
 # shorter windows here; tests/bot/test_sora.py covers the real numbers.
 CHANNEL_WINDOW = 0.5
 WEBHOOK_WINDOW = 0.2
+THREAD_WINDOW = 0.5
 
 
 def tune_budgets(bot: SoraBot) -> None:
     bot.scheduler.channel_budget = (5, CHANNEL_WINDOW)
     bot.scheduler.webhook_budget = (5, WEBHOOK_WINDOW)
+    bot.scheduler.thread_budget = (10, THREAD_WINDOW)
 
 
 async def start(bot_harness: BotHarness, *, message_content: bool = True, **overrides: Any) -> SoraBot:
@@ -37,6 +39,7 @@ async def start(bot_harness: BotHarness, *, message_content: bool = True, **over
     double = bot_harness.double
     double.set_rate_limit("message_create", window=CHANNEL_WINDOW)
     double.set_rate_limit("webhook", window=WEBHOOK_WINDOW)
+    double.set_rate_limit("thread_create", window=THREAD_WINDOW)
     return await bot_harness.start(
         extensions=INITIAL_EXTENSIONS,
         settings_overrides={**FAST, **overrides},

@@ -232,6 +232,7 @@ async def test_fifty_jobs_in_one_channel_without_a_single_429(
     bot = await start_bot(bot_harness, sora_max_concurrent_jobs=50)
     bot.scheduler.channel_budget = (5, 0.5)
     bot.scheduler.webhook_budget = (5, 0.4)
+    bot.scheduler.thread_budget = (10, 0.5)
     members = [discord_double.add_member(name=f"m{i}") for i in range(50)]
     handles = await asyncio.gather(
         *(
