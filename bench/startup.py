@@ -19,6 +19,7 @@ import asyncio
 import json
 import random
 import shutil
+import sqlite3
 import statistics
 import sys
 import tempfile
@@ -108,8 +109,14 @@ async def seed_unfinished(world: World, unfinished: int, channel_ids: list[int])
                 )
 
 
-async def one_start(template: Path | None, unfinished: int) -> dict[str, float]:
-    async with World(steps=4, interval=0.25) as world:
+def unfinished_left(path: Path) -> int:
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as conn:
+        (count,) = conn.execute("SELECT COUNT(*) FROM generations WHERE status IN ('queued', 'running')").fetchone()
+    return int(count)
+
+
+async def one_start(template: Path | None, unfinished: int, echo: bool = False) -> dict[str, float]:
+    async with World(steps=4, interval=0.25, echo_bot=echo) as world:
         double = world.double
         channels = [double.channel] + [double.add_channel(name=f"ch-{i}") for i in range(1, CHANNELS)]
         if template is not None:
@@ -121,18 +128,23 @@ async def one_start(template: Path | None, unfinished: int) -> dict[str, float]:
                 await db.set_concurrency(double.guild.id, per_member=1000, per_guild=None)
             await seed_unfinished(world, unfinished, [c.id for c in channels])
         bot_user = double.bot_user.id
-        before = len(double.world.messages)
         bot = await world.start_bot(ready_timeout=120, sora_models=MODELS, sora_poll_interval="0.25")
         ready = await bot.wait_line("logged in as", 120)
 
         def handled() -> bool:
-            fresh = [m for m in list(double.world.messages.values())[before:] if m.author.id == bot_user]
-            return len(fresh) >= unfinished
+            """Every unfinished job is visibly picked up: a new progress message (or already its video) for a
+            resumed one, a "restarted, refunded" notice for the others. Each shows the job's prompt."""
+            shown = " ".join(
+                f"{m.content} {m.embeds}" for m in list(double.world.messages.values()) if m.author.id == bot_user
+            )
+            return all(f"unfinished job {i} " in shown for i in range(unfinished))
 
         resumed = ready
         if template is not None and unfinished:
             await double.wait_for(handled, timeout=180, what="every unfinished job handled")
             resumed = time.monotonic()
+            # Let the resumed jobs finish before stopping: stopping in the middle is another benchmark.
+            await double.wait_for(lambda: unfinished_left(world.db_path) == 0, timeout=120, what="resumed jobs done")
         figures = {"ready_s": ready - bot.started_at, "resumed_s": resumed - bot.started_at}
         await bot.stop()
         if bot.errors():
@@ -147,8 +159,8 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         stored = args.generations - args.unfinished
         print(f"seeding {stored} finished generations ...", file=sys.stderr)
         seed_s = await seed_history(template, stored, GUILD_PLACEHOLDER)
-        empty = [await one_start(None, 0) for _ in range(args.runs)]
-        seeded = [await one_start(template, args.unfinished) for _ in range(args.runs)]
+        empty = [await one_start(None, 0, args.echo) for _ in range(args.runs)]
+        seeded = [await one_start(template, args.unfinished, args.echo) for _ in range(args.runs)]
     return {
         "startup_s": round(statistics.median(r["ready_s"] for r in seeded), 2),
         "startup_resumed_s": round(statistics.median(r["resumed_s"] for r in seeded), 2),
@@ -169,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--generations", type=int, help="stored generations in all (default 10,000)")
     parser.add_argument("--unfinished", type=int, help="of which unfinished (default 100)")
     parser.add_argument("--runs", type=int, help="starts to take the median of (default 3)")
+    parser.add_argument("--echo", action="store_true", help="copy the bot's log to stderr")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     args.generations = args.generations or (1000 if args.quick else 10_000)
