@@ -230,6 +230,7 @@ class JobManager:
         self.scheduler: EditScheduler = bot.scheduler
         self.slots = SlotQueue(bot.settings.sora_max_concurrent_jobs)
         self.jobs: dict[int, Job] = {}
+        self.started_at = bot.clock.time()  # generations created since then belong to this process
         self._clients: dict[ApiFormat, UpstreamClient] = {}
         self._closing = False
 
@@ -589,11 +590,16 @@ class JobManager:
     async def resume_unfinished(self) -> None:
         """Pick up the jobs a previous run left: resume what can be resumed, refund and tell the rest."""
         unfinished = await self.db.unfinished_generations()
-        resume_ids = {g.id for g in unfinished if self._can_resume(g)}
+        # Jobs accepted by this process (requests can arrive before on_ready) are not leftovers: keep them as
+        # they are, or they would be refunded while running, or resumed a second time.
+        ours = {g.id for g in unfinished if g.id in self.jobs or g.created_at >= self.started_at}
+        resume_ids = ours | {g.id for g in unfinished if self._can_resume(g)}
         report = await self.db.reconcile(resume_ids=resume_ids)
         for generation in report.failed:
             await self._tell_restart_failure(generation)
         for generation in report.resumable:
+            if generation.id in ours:
+                continue
             try:
                 await self._resume_one(generation)
             except Exception:

@@ -172,3 +172,21 @@ async def test_a_video_posted_just_before_a_crash_is_not_delivered_again(
     assert generation.result_message_id == posted.id
     assert await ledger(db) == ["charged"]
     assert results(discord_double) == [posted]  # nothing posted a second time
+
+
+async def test_jobs_accepted_before_ready_are_not_taken_for_leftovers(
+    bot_harness: BotHarness, discord_double: DiscordDouble, fake_upstream: FakeUpstream, db: Database
+) -> None:
+    bot = await start(bot_harness, sora_api_format="videos")
+    alice = discord_double.add_member(name="alice")
+    await discord_double.slash("sora", user=alice, prompt=f"a lighthouse at dusk {SLOW}")
+    await running_upstream(db, 1)
+    # The restart clean-up runs while this process's own job is in flight (as when a request beats on_ready).
+    await bot.jobs.resume_unfinished()
+    result = await next_result(discord_double, 0)
+    await settled(bot_harness, db)
+
+    assert results(discord_double) == [result]  # not resumed a second time
+    generation = await db.get_generation(1)
+    assert generation is not None and generation.status == GenerationStatus.SUCCEEDED
+    assert await ledger(db) == ["charged"]  # not refunded as a leftover
