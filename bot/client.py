@@ -71,6 +71,9 @@ class SoraBot(commands.Bot):
         **options: Any,
     ) -> None:
         options.setdefault("guild_ready_timeout", 2.0)
+        # No message cache: replies carry the message they answer, and with many jobs the cache only costs CPU
+        # (every progress edit comes back as a MESSAGE_UPDATE).
+        options.setdefault("max_messages", None)
         clock = clock or Clock()
         scheduler = EditScheduler(clock, interval=settings.sora_edit_interval)
         options.setdefault("http_trace", scheduler.trace_config())

@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PROGRESS_SAVE_INTERVAL = 5.0  # seconds between progress writes to the database
+PROGRESS_SAVE_INTERVAL = 15.0  # seconds between progress writes to the database (shown again after a restart)
 CLOSE_GRACE = 15.0  # seconds a job that is already posting its video may take to finish when the bot stops
 
 
