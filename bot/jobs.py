@@ -595,18 +595,22 @@ class JobManager:
         ours = {g.id for g in unfinished if g.id in self.jobs or g.created_at >= self.started_at}
         resume_ids = ours | {g.id for g in unfinished if self._can_resume(g)}
         report = await self.db.reconcile(resume_ids=resume_ids)
-        for generation in report.failed:
-            await self._tell_restart_failure(generation)
-        for generation in report.resumable:
-            if generation.id in ours:
-                continue
-            try:
-                await self._resume_one(generation)
-            except Exception:
-                log.exception("could not resume job %s", generation.id)
-                settled = await self.db.mark_failed(generation.id, "restart", "could not resume", charge=False)
-                if settled.changed:
-                    await self._tell_restart_failure(generation)
+        # Concurrently: the rate budgets pace the messages, and 100 leftovers shouldn't take 100 round trips.
+        await asyncio.gather(
+            *(self._tell_restart_failure(generation) for generation in report.failed),
+            *(self._resume_or_refund(generation) for generation in report.resumable if generation.id not in ours),
+        )
+
+    async def _resume_or_refund(self, generation: Generation) -> None:
+        try:
+            await self._resume_one(generation)
+        except Exception:
+            if self._closing:
+                return  # shutting down mid-resume: leave it for the next start
+            log.exception("could not resume job %s", generation.id)
+            settled = await self.db.mark_failed(generation.id, "restart", "could not resume", charge=False)
+            if settled.changed:
+                await self._tell_restart_failure(generation)
 
     def _can_resume(self, generation: Generation) -> bool:
         model = self.settings.models.get(generation.model)
