@@ -7,6 +7,7 @@ sees a command, so every invocation is checked again here; bot owners from the c
 from __future__ import annotations
 
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Literal
 
 import discord
@@ -217,6 +218,43 @@ class Admin(
         else:
             await interaction.response.send_message(content, ephemeral=True)
 
+    async def _allowance(
+        self,
+        interaction: discord.Interaction[SoraBot],
+        kind: Literal["role", "member"],
+        subject_id: int,
+        mention: str,
+        credits: int | None,
+        unlimited: bool,
+        clear: bool,
+        *,
+        remove: Callable[[], Awaitable[bool]],
+        store: Callable[[int | None], Awaitable[None]],
+        current: Callable[[], Awaitable[dict[int, int | None]]],
+    ) -> None:
+        """Show, set or clear the allowance of one role or one member (the two commands differ only in this)."""
+        locale = interaction_locale(interaction)
+        change, value = amount(credits, unlimited, locale)
+        if clear and change:
+            raise InvalidOptions(text("admin.conflict", locale))
+        if clear:
+            removed = await remove()
+            self._audit(interaction, f"cleared the allowance of {kind}", subject_id)
+            message = text(f"admin.{kind}.cleared" if removed else f"admin.{kind}.not_set", locale, **{kind: mention})
+        elif change:
+            await store(value)
+            self._audit(interaction, f"set the allowance of {kind} {subject_id} to", value)
+            message = text(f"admin.{kind}.set", locale, **{kind: mention}, credits=credit_text(value, locale))
+        else:
+            allowances = await current()
+            if subject_id in allowances:
+                message = text(
+                    f"admin.{kind}.show", locale, **{kind: mention}, credits=credit_text(allowances[subject_id], locale)
+                )
+            else:
+                message = text(f"admin.{kind}.not_set", locale, **{kind: mention})
+        await self._reply(interaction, message)
+
     def _audit(self, interaction: discord.Interaction[SoraBot], action: str, *values: object) -> None:
         log.info(
             "guild %s: user %s %s %s", interaction.guild_id, interaction.user.id, action, " ".join(map(str, values))
@@ -278,26 +316,19 @@ class Admin(
         unlimited: bool = False,
         clear: bool = False,
     ) -> None:
-        locale, guild_id = interaction_locale(interaction), self._guild(interaction)
-        change, value = amount(credits, unlimited, locale)
-        if clear and change:
-            raise InvalidOptions(text("admin.conflict", locale))
-        mention = role.mention
-        if clear:
-            removed = await self.db.remove_role_allowance(guild_id, role.id)
-            self._audit(interaction, "cleared the allowance of role", role.id)
-            message = text("admin.role.cleared" if removed else "admin.role.not_set", locale, role=mention)
-        elif change:
-            await self.db.set_role_allowance(guild_id, role.id, value)
-            self._audit(interaction, f"set the allowance of role {role.id} to", value)
-            message = text("admin.role.set", locale, role=mention, credits=credit_text(value, locale))
-        else:
-            roles = await self.db.role_allowances(guild_id)
-            if role.id in roles:
-                message = text("admin.role.show", locale, role=mention, credits=credit_text(roles[role.id], locale))
-            else:
-                message = text("admin.role.not_set", locale, role=mention)
-        await self._reply(interaction, message)
+        guild_id = self._guild(interaction)
+        await self._allowance(
+            interaction,
+            "role",
+            role.id,
+            role.mention,
+            credits,
+            unlimited,
+            clear,
+            remove=lambda: self.db.remove_role_allowance(guild_id, role.id),
+            store=lambda value: self.db.set_role_allowance(guild_id, role.id, value),
+            current=lambda: self.db.role_allowances(guild_id),
+        )
 
     @quota.command(name="member", description=cmd("Credits one member gets per period", "cmd.sora_admin.quota.member"))
     @app_commands.describe(
@@ -314,28 +345,19 @@ class Admin(
         unlimited: bool = False,
         clear: bool = False,
     ) -> None:
-        locale, guild_id = interaction_locale(interaction), self._guild(interaction)
-        change, value = amount(credits, unlimited, locale)
-        if clear and change:
-            raise InvalidOptions(text("admin.conflict", locale))
-        mention = member.mention
-        if clear:
-            removed = await self.db.remove_member_override(guild_id, member.id)
-            self._audit(interaction, "cleared the allowance of member", member.id)
-            message = text("admin.member.cleared" if removed else "admin.member.not_set", locale, member=mention)
-        elif change:
-            await self.db.set_member_override(guild_id, member.id, value)
-            self._audit(interaction, f"set the allowance of member {member.id} to", value)
-            message = text("admin.member.set", locale, member=mention, credits=credit_text(value, locale))
-        else:
-            overrides = await self.db.member_overrides(guild_id)
-            if member.id in overrides:
-                message = text(
-                    "admin.member.show", locale, member=mention, credits=credit_text(overrides[member.id], locale)
-                )
-            else:
-                message = text("admin.member.not_set", locale, member=mention)
-        await self._reply(interaction, message)
+        guild_id = self._guild(interaction)
+        await self._allowance(
+            interaction,
+            "member",
+            member.id,
+            member.mention,
+            credits,
+            unlimited,
+            clear,
+            remove=lambda: self.db.remove_member_override(guild_id, member.id),
+            store=lambda value: self.db.set_member_override(guild_id, member.id, value),
+            current=lambda: self.db.member_overrides(guild_id),
+        )
 
     @quota.command(
         name="budget", description=cmd("Credits the whole server may use per period", "cmd.sora_admin.quota.budget")
