@@ -156,29 +156,7 @@ class InteractionRoutes(Handlers):
             data = data or {}
             if rules.is_empty_message(data, files=len(ctx.files)):
                 raise ApiError(400, 50006, "Cannot send an empty message", kind="empty_message")
-            flags = (data.get("flags") or 0) & (
-                MessageFlag.EPHEMERAL
-                | MessageFlag.SUPPRESS_EMBEDS
-                | MessageFlag.SUPPRESS_NOTIFICATIONS
-                | MessageFlag.IS_COMPONENTS_V2
-            )
-            attachments = self._attachments(
-                channel, data, ctx.files, None, ephemeral=bool(flags & MessageFlag.EPHEMERAL)
-            )
-            message = world.create_message(
-                channel,
-                world.bot_user,
-                content=data.get("content") or "",
-                embeds=data.get("embeds"),
-                components=data.get("components"),
-                attachments=attachments,
-                flags=flags,
-                allowed_mentions=data.get("allowed_mentions"),
-                webhook_id=world.application_id,
-                interaction=interaction,
-                type=world.interaction_message_type(interaction),
-                tts=bool(data.get("tts")),
-            )
+            message = self._interaction_message(channel, data, ctx, interaction)
             interaction.original = message
         elif kind == 5:
             message = world.create_message(
@@ -224,6 +202,31 @@ class InteractionRoutes(Handlers):
         if message is not None and kind in (4, 5, 7):
             response["resource"]["message"] = message.to_payload()
         return 200, response
+
+    def _interaction_message(self, channel: Any, data: dict[str, Any], ctx: Ctx, interaction: Interaction) -> Message:
+        """A message the bot posts through an interaction: the original response or a followup."""
+        world = self.world
+        flags = (data.get("flags") or 0) & (
+            MessageFlag.EPHEMERAL
+            | MessageFlag.SUPPRESS_EMBEDS
+            | MessageFlag.SUPPRESS_NOTIFICATIONS
+            | MessageFlag.IS_COMPONENTS_V2
+        )
+        attachments = self._attachments(channel, data, ctx.files, None, ephemeral=bool(flags & MessageFlag.EPHEMERAL))
+        return world.create_message(
+            channel,
+            world.bot_user,
+            content=data.get("content") or "",
+            embeds=data.get("embeds"),
+            components=data.get("components"),
+            attachments=attachments,
+            flags=flags,
+            allowed_mentions=data.get("allowed_mentions"),
+            webhook_id=world.application_id,
+            interaction=interaction,
+            type=world.interaction_message_type(interaction),
+            tts=bool(data.get("tts")),
+        )
 
     def _webhook_interaction(self, ctx: Ctx) -> Interaction:
         interaction = self.world.interactions_by_token.get(ctx.params["webhook_token"])
@@ -308,29 +311,7 @@ class InteractionRoutes(Handlers):
             channel = interaction.channel
             if ctx.query.get("thread_id"):
                 channel = world.channels.get(int(ctx.query["thread_id"])) or channel
-            flags = (body.get("flags") or 0) & (
-                MessageFlag.EPHEMERAL
-                | MessageFlag.SUPPRESS_EMBEDS
-                | MessageFlag.SUPPRESS_NOTIFICATIONS
-                | MessageFlag.IS_COMPONENTS_V2
-            )
-            attachments = self._attachments(
-                channel, body, ctx.files, None, ephemeral=bool(flags & MessageFlag.EPHEMERAL)
-            )
-            message = world.create_message(
-                channel,
-                world.bot_user,
-                content=body.get("content") or "",
-                embeds=body.get("embeds"),
-                components=body.get("components"),
-                attachments=attachments,
-                flags=flags,
-                allowed_mentions=body.get("allowed_mentions"),
-                webhook_id=world.application_id,
-                interaction=interaction,
-                type=world.interaction_message_type(interaction),
-                tts=bool(body.get("tts")),
-            )
+            message = self._interaction_message(channel, body, ctx, interaction)
             interaction.followups.append(message)
         if not ctx.flag("wait"):
             return 204, None
