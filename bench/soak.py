@@ -10,7 +10,8 @@ Faults:
 - Discord (at fixed points of the run): 429s on progress edits and on channel messages (one of them global), 500
   and 502 answers, a gateway reconnect (op 7, twice), a deleted progress message (twice), a member cancelling;
 - the bot process is killed with SIGKILL halfway and started again (chat jobs are refunded and told, videos jobs
-  resume).
+  resume, jobs still waiting for a slot run): the new process claims them once their leases expire;
+- the database: another connection holds SQLite's write lock for 2 s, three times.
 
 Afterwards, for every request: accepted (a generation exists) → it must have ended succeeded + charged + exactly one
 result message, or failed/cancelled + refunded; refused → nothing reserved. Counted: `soak_lost` (accepted jobs
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import random
 import re
 import sqlite3
@@ -91,6 +93,7 @@ class Soak:
             sora_retry_attempts="2",
             sora_max_concurrent_jobs="8",
             sora_edit_interval="1.0",
+            sora_lease_seconds="3",  # a killed process's jobs are taken over within seconds
             log_level="INFO",
         )
         self.bots.append(self.bot)
@@ -160,6 +163,18 @@ class Soak:
             await self.world.double.click(message, custom_id, user=sent.member)
             self.note(f"job-{sent.tag}'s member pressed Cancel")
 
+    async def lock_database(self, seconds: float = 2.0) -> None:
+        """Another connection (a backup, an admin's sqlite3 shell) holds the write lock for a while."""
+
+        def hold() -> None:
+            with contextlib.closing(sqlite3.connect(self.world.db_path, isolation_level=None, timeout=30)) as conn:
+                conn.execute("BEGIN IMMEDIATE")
+                time.sleep(seconds)
+                conn.execute("COMMIT")
+
+        self.note(f"database write lock held by another connection for {seconds:.0f} s")
+        await asyncio.to_thread(hold)
+
     async def restart(self) -> None:
         assert self.bot is not None
         await self.bot.kill()
@@ -189,17 +204,20 @@ class Soak:
                 SEND_ROUTE, status=500, times=2))),
             (0.18, say("Discord: 429 on the next 2 channel messages", lambda: double.inject_rate_limit(
                 SEND_ROUTE, retry_after=0.5, times=2))),
+            (0.22, self.lock_database),
             (0.25, say("Discord: gateway reconnect (op 7)", double.force_reconnect)),
             (0.30, self.delete_progress),
             (0.35, say("Discord: 502 on the next 2 progress edits", lambda: double.inject_error(
                 EDIT_ROUTE, status=502, times=2))),
             (0.40, self.cancel_one),
             (0.50, self.restart),
+            (0.56, self.lock_database),
             (0.62, self.delete_progress),
             (0.70, say("Discord: a global 429 on the next channel message", lambda: double.inject_rate_limit(
                 SEND_ROUTE, retry_after=0.2, times=1, is_global=True))),
             (0.80, say("Discord: gateway reconnect (op 7)", double.force_reconnect)),
             (0.85, self.cancel_one),
+            (0.88, self.lock_database),
             (0.90, say("Discord: 503 on the next progress edit", lambda: double.inject_error(
                 EDIT_ROUTE, status=503, times=1))),
         ]  # fmt: skip
@@ -225,7 +243,9 @@ class Soak:
 
     def unfinished(self) -> int:
         with sqlite3.connect(f"file:{self.world.db_path}?mode=ro", uri=True, timeout=10) as conn:
-            (count,) = conn.execute("SELECT COUNT(*) FROM generations WHERE status IN ('queued', 'running')").fetchone()
+            (count,) = conn.execute(
+            "SELECT COUNT(*) FROM generations WHERE status IN ('queued', 'running', 'delivering')"
+        ).fetchone()
         return int(count)
 
     async def drain(self) -> float:
@@ -324,7 +344,7 @@ async def audit(soak: Soak) -> dict[str, Any]:
         for g in generations:
             status, ledger = g["status"], g["ledger"]
             outcome[f"{status}/{ledger}"] += 1
-            if status in ("queued", "running") or ledger == "reserved":
+            if status in ("queued", "running", "delivering") or ledger == "reserved":
                 stuck.append(f"job-{sent.tag}: generation {g['id']} {status}, ledger {ledger}")
             elif status == "succeeded":
                 if ledger != "charged" or posted == 0:

@@ -111,7 +111,9 @@ async def seed_unfinished(world: World, unfinished: int, channel_ids: list[int])
 
 def unfinished_left(path: Path) -> int:
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=10) as conn:
-        (count,) = conn.execute("SELECT COUNT(*) FROM generations WHERE status IN ('queued', 'running')").fetchone()
+        (count,) = conn.execute(
+            "SELECT COUNT(*) FROM generations WHERE status IN ('queued', 'running', 'delivering')"
+        ).fetchone()
     return int(count)
 
 

@@ -4,25 +4,36 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import binascii
+import concurrent.futures
 import contextlib
 import json
 import logging
 import mimetypes
+import os
 import re
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
+from rich.text import Text
 
-from bot.config import ConfigError, Settings, load_settings
+from bot.config import ConfigError, Settings, load_settings, orientation_of
+from bot.log import RedactingFilter, connection_problem, setup_logging
+from bot.upstream import make_client, make_session, options_from_settings
+from bot.upstream.base import fetch_image
+from bot.upstream.redact import redact
 from bot.upstream.types import (
     DownloadedVideo,
     Event,
     Failed,
+    FailureKind,
     Preview,
     Queued,
     ReferenceImage,
@@ -32,13 +43,55 @@ from bot.upstream.types import (
     VideoRequest,
 )
 from bot.upstream.types import Progress as ProgressEvent
+from bot.upstream.urlpolicy import UrlPolicy
 
 log = logging.getLogger(__name__)
 stderr = Console(stderr=True, highlight=False)
+LINE_BREAKS = re.compile(r"[\t\n\v\f\r]+")
+# C0/C1 controls (ESC starts terminal sequences, OSC 8 plants links) and the bidi overrides that reorder text.
+UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
 
 class CliError(Exception):
     """A failure reported as one line on stderr."""
+
+
+class Report:
+    """Lines on stderr. Text that came from the gateway, Discord or the user is shown as it is: never parsed as
+    rich markup (`[/bold]` would crash the print, `[link=...]` would plant a link), on one line, control
+    characters written as escapes, and the configured secrets masked."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.redactor = RedactingFilter()
+
+    def use_secrets(self, secrets: Iterable[str]) -> None:
+        self.redactor = RedactingFilter(secrets)
+
+    def clean(self, text: str) -> str:
+        text = LINE_BREAKS.sub(" ", self.redactor.redact(text))
+        return UNPRINTABLE.sub(lambda m: m.group().encode("unicode_escape").decode("ascii"), text)
+
+    def line(self, message: str, *, label: str = "", style: str = "") -> None:
+        text = Text()
+        if label:
+            text.append(label, style=style)
+            text.append(" ")
+        text.append(self.clean(message))
+        self.console.print(text, soft_wrap=True)
+
+
+report = Report(stderr)
+
+
+def port_number(value: str) -> int:
+    try:
+        port = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a port number") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"{port} is not a port number (0-65535)")
+    return port
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -63,7 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     fake = commands.add_parser("fake-upstream", help="run the fake video gateway (for trying things out)")
     fake.add_argument("--host", default="127.0.0.1")
-    fake.add_argument("--port", type=int, default=8765)
+    fake.add_argument("--port", type=port_number, default=8765)
     fake.add_argument("--steps", type=int, default=8, help="progress updates per video")
     fake.add_argument("--interval", type=float, default=0.5, help="seconds between progress updates")
     fake.add_argument("--api-key", help="accept only this bearer key")
@@ -80,24 +133,36 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "fake-upstream":
             return run_fake_upstream(args)
         settings = load_settings(args.env_file)
+        report.use_secrets(settings.secrets())
+        if args.command == "run":
+            # discord.py and the cogs take a while to import; only `run` needs them.
+            from bot.launcher import run_bot
+
+            return run_bot(settings)
+        # The one-shot commands say what happened in their own lines; library logs only for warnings (or DEBUG).
+        setup_logging("DEBUG" if settings.log_level == "DEBUG" else "WARNING", settings.secrets())
         if args.command == "generate":
             return asyncio.run(generate(settings, args))
         if args.command == "check":
             return asyncio.run(check(settings))
         if args.command == "invite":
             return asyncio.run(invite(settings, args))
-        if args.command == "run":
-            from bot.launcher import run_bot
-
-            return run_bot(settings)
     except ConfigError as exc:
-        stderr.print(f"[red]config error:[/] {exc}", markup=True, soft_wrap=True)
+        report.line(str(exc), label="config error:", style="red")
         return 2
     except CliError as exc:
-        stderr.print(f"[red]error:[/] {exc}", markup=True, soft_wrap=True)
+        report.line(str(exc), label="error:", style="red")
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug still ends in one line; the traceback is logged at LOG_LEVEL=DEBUG
+        log.debug("%s failed unexpectedly", args.command, exc_info=True)
+        report.line(
+            f"{args.command} failed unexpectedly: {type(exc).__name__}: {exc} (LOG_LEVEL=DEBUG logs the traceback)",
+            label="error:",
+            style="red",
+        )
+        return 1
     return 0
 
 
@@ -125,11 +190,9 @@ def request_from_args(settings: Settings, args: argparse.Namespace) -> VideoRequ
         if size is None:
             raise CliError(f"{model.name} has no {orientation} size")
     size = size or model.size_default
-    images = tuple(load_image(spec) for spec in args.image)
+    images = tuple(load_image(spec, settings) for spec in args.image)
     if len(images) > model.reference_images:
         raise CliError(f"{model.name} takes at most {model.reference_images} reference image(s)")
-    from bot.config import orientation_of
-
     return VideoRequest(
         prompt=prompt,
         model=model.wire_name,
@@ -140,9 +203,27 @@ def request_from_args(settings: Settings, args: argparse.Namespace) -> VideoRequ
     )
 
 
-def load_image(spec: str) -> ReferenceImage:
+def load_image(spec: str, settings: Settings | None = None) -> ReferenceImage:
+    """A file, or a link fetched here under the URL policy (the gateway's host and SORA_FETCH_ALLOW from
+    `settings`; without them only public hosts) and sent as bytes."""
     if re.match(r"^https?://", spec):
-        return ReferenceImage(url=spec)
+        policy = UrlPolicy.build(
+            settings.sora_base_url if settings else None, settings.sora_fetch_allow if settings else ()
+        )
+        max_bytes = (settings.sora_max_image_mb if settings else 10) * 2**20
+
+        async def fetch() -> ReferenceImage:
+            async with make_session(settings) as session:
+                return await fetch_image(session, spec, policy=policy, max_bytes=max_bytes)
+
+        # Called from synchronous code inside the running event loop: the fetch gets a loop of its own.
+        try:
+            with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+                return pool.submit(asyncio.run, fetch()).result()
+        except UpstreamError as exc:
+            raise CliError(f"cannot fetch image {redact(spec)}: {exc}") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise CliError(f"cannot fetch image {redact(spec)}: {type(exc).__name__}") from None
     path = Path(spec)
     try:
         data = path.read_bytes()
@@ -159,13 +240,37 @@ def default_output_name(prompt: str) -> Path:
     return Path(f"{slug}.mp4")
 
 
-async def generate(settings: Settings, args: argparse.Namespace) -> int:
-    from bot.upstream import make_client, make_session, options_from_settings
+def check_writable(out: Path) -> None:
+    """Refuse an --out the video could not be saved to before the gateway is asked (and paid) for it."""
+    folder = out.parent
+    if not folder.is_dir():
+        raise CliError(f"--out: the folder {folder} doesn't exist")
+    if out.is_dir():
+        raise CliError(f"--out: {out} is a folder; name a file")
+    if not os.access(folder, os.W_OK):
+        raise CliError(f"--out: cannot write into {folder}")
 
+
+FAILURE_HINTS = {
+    FailureKind.AUTH: "check SORA_API_KEY",
+    FailureKind.TIMEOUT: "SORA_JOB_TIMEOUT and SORA_STALL_TIMEOUT bound the wait",
+}
+
+
+def failure_line(failed: Failed, base_url: str | None) -> str:
+    line = f"{failed.kind}: {failed.reason}"
+    hint = FAILURE_HINTS.get(failed.kind)
+    if hint is None and failed.kind == FailureKind.UPSTREAM and "connect" in failed.reason.lower():
+        hint = f"check SORA_BASE_URL ({base_url}) and that the gateway is up"
+    return f"{line}; {hint}" if hint else line
+
+
+async def generate(settings: Settings, args: argparse.Namespace) -> int:
     options = options_from_settings(settings)
     request = request_from_args(settings, args)
     model = settings.model(args.model)
     out: Path = args.out or default_output_name(request.prompt)
+    check_writable(out)
     started = time.monotonic()
     outcome: dict[str, Any] = {
         "status": "failed",
@@ -211,19 +316,25 @@ async def generate(settings: Settings, args: argparse.Namespace) -> int:
                     video = await download(client, final, out)
                 except UpstreamError as exc:
                     final = exc.to_event(final.task_id)
+                except aiohttp.ClientError as exc:  # before OSError: aiohttp's connection errors are OSErrors
+                    final = Failed(FailureKind.UPSTREAM, f"the download failed ({type(exc).__name__})", final.task_id)
+                except OSError as exc:
+                    raise CliError(f"cannot write {out}: {exc.strerror or type(exc).__name__}") from None
                 else:
                     outcome.update(status="succeeded", file=str(out), bytes=video.size)
+    failure_text = "the gateway ended the stream without a result"
     if isinstance(final, Failed):
-        outcome["error"] = f"{final.kind}: {final.reason}"
+        outcome["error"] = report.redactor.redact(f"{final.kind}: {final.reason}")
         outcome["task_id"] = final.task_id or outcome["task_id"]
+        failure_text = failure_line(final, settings.sora_base_url)
     outcome["elapsed_s"] = round(time.monotonic() - started, 3)
     if args.json:
         print(json.dumps(outcome, ensure_ascii=False))
     if outcome["status"] == "succeeded":
         if not args.json:
-            stderr.print(f"wrote {out} ({outcome['bytes']:,} bytes) in {outcome['elapsed_s']:.1f} s")
+            report.line(f"wrote {out} ({outcome['bytes']:,} bytes) in {outcome['elapsed_s']:.1f} s")
         return 0
-    stderr.print(f"[red]failed:[/] {outcome['error']}", markup=True, soft_wrap=True)
+    report.line(failure_text, label="failed:", style="red")
     return 1
 
 
@@ -242,10 +353,8 @@ async def download(client: Any, result: Succeeded, out: Path) -> DownloadedVideo
 
 
 async def check(settings: Settings) -> int:
-    from bot.upstream import make_client, make_session, options_from_settings
-
     options = options_from_settings(settings)
-    stderr.print(
+    report.line(
         f"config ok: format={settings.sora_api_format}, model={settings.sora_model}, "
         f"{len(settings.models)} models, gateway={settings.sora_base_url}"
     )
@@ -254,48 +363,82 @@ async def check(settings: Settings) -> int:
         try:
             answer = await client.check()
         except UpstreamError as exc:
-            raise CliError(f"the gateway refused the check call: {exc.kind}: {exc}") from None
-        except Exception as exc:
-            raise CliError(f"could not reach the gateway: {type(exc).__name__}") from None
-    stderr.print(f"gateway ok: {answer}")
+            hint = " (check SORA_API_KEY)" if exc.kind == FailureKind.AUTH else ""
+            raise CliError(f"the gateway refused the check call: {exc.kind}: {exc}{hint}") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise CliError(
+                f"could not reach the gateway at {settings.sora_base_url} ({connection_problem(exc)}): "
+                "check SORA_BASE_URL"
+            ) from None
+    report.line(f"gateway ok: {answer}")
     if settings.discord_token is None:
-        stderr.print("note: DISCORD_TOKEN is not set; `sora-bot run` needs it")
+        report.line("note: DISCORD_TOKEN is not set; `sora-bot run` needs it")
     return 0
 
 
 # --- invite ------------------------------------------------------------------------------------------------
 
+DISCORD_TIMEOUT = aiohttp.ClientTimeout(total=30, sock_connect=10)
+
 
 async def invite(settings: Settings, args: argparse.Namespace) -> int:
+    # bot.permissions imports discord.py, slow to import; only this command needs it.
     from bot.permissions import invite_url
 
     client_id = args.client_id
     if client_id is None:
         settings.require_discord()
-        client_id = await application_id(settings)
+        assert settings.discord_token is not None
+        client_id = application_id_from_token(settings.discord_token.get_secret_value())
+        if client_id is None:
+            client_id = await application_id(settings)
     print(invite_url(client_id))
     return 0
 
 
+def application_id_from_token(token: str) -> int | None:
+    """A bot token starts with the base64 of the bot's user id, which is also its application id."""
+    first = token.strip().split(".", 1)[0].translate(str.maketrans("-_", "+/"))
+    try:
+        decoded = base64.b64decode(first + "=" * (-len(first) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return None
+    if not (decoded.isdigit() and 1 <= len(decoded) <= 20):
+        return None
+    return int(decoded) or None
+
+
 async def application_id(settings: Settings) -> int:
-    import aiohttp
+    """Ask Discord which application the token belongs to."""
+    # discord.py's REST base (with the API version added) is the one `sora-bot run` would use.
+    from discord.http import Route
 
     from bot.runtime import point_discord_at
 
     point_discord_at(settings.discord_api_base, settings.discord_gateway_url)
-    from discord.http import Route
-
     assert settings.discord_token is not None
     headers = {"Authorization": f"Bot {settings.discord_token.get_secret_value()}"}
-    async with (
-        aiohttp.ClientSession() as session,
-        session.get(f"{Route.BASE}/oauth2/applications/@me", headers=headers) as response,
-    ):
-        if response.status == 401:
-            raise CliError("Discord refused DISCORD_TOKEN (401)")
-        if response.status >= 400:
-            raise CliError(f"Discord answered HTTP {response.status}")
-        return int((await response.json(content_type=None))["id"])
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=DISCORD_TIMEOUT) as session,
+            session.get(f"{Route.BASE}/oauth2/applications/@me", headers=headers) as response,
+        ):
+            if response.status == 401:
+                raise CliError("Discord refused DISCORD_TOKEN (401): copy it again from the Developer Portal")
+            if response.status >= 400:
+                raise CliError(f"Discord answered HTTP {response.status}; pass --client-id instead")
+            body = await response.json(content_type=None)
+    except (aiohttp.ClientError, OSError) as exc:
+        raise CliError(
+            f"could not reach Discord at {settings.discord_api_base} ({connection_problem(exc)}): "
+            "check DISCORD_API_BASE, or pass --client-id"
+        ) from None
+    except ValueError:
+        raise CliError("Discord's answer was not JSON; pass --client-id instead") from None
+    try:
+        return int(body["id"])
+    except (KeyError, TypeError, ValueError):
+        raise CliError("Discord's answer carried no application id; pass --client-id instead") from None
 
 
 # --- fake upstream -----------------------------------------------------------------------------------------
@@ -315,8 +458,16 @@ def run_fake_upstream(args: argparse.Namespace) -> int:
         replay_file=str(args.replay) if args.replay else None,
     )
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    stderr.print(f"fake gateway on http://{args.host}:{args.port} (Ctrl-C to stop)")
-    web.run_app(create_app(config), host=args.host, port=args.port, print=None)
+
+    def announce(_aiohttp_banner: str) -> None:  # called once the port is bound
+        report.line(f"fake gateway on http://{args.host}:{args.port} (Ctrl-C to stop)")
+
+    try:
+        web.run_app(create_app(config), host=args.host, port=args.port, print=announce)
+    except OSError as exc:
+        raise CliError(
+            f"cannot listen on {args.host}:{args.port}: {connection_problem(exc)} (pick another --port or --host)"
+        ) from None
     return 0
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -11,13 +12,14 @@ import discord
 from discord import app_commands
 from discord.ext import commands
 
+from bot.buttons import DYNAMIC_ITEMS
 from bot.clock import Clock
 from bot.config import Settings
-from bot.i18n import CatalogueTranslator
+from bot.i18n import CatalogueTranslator, interaction_locale, permission_names, t
 from bot.jobs import JobManager
+from bot.replies import send_ephemeral
 from bot.runtime import default_intents
 from bot.streamer import EditScheduler
-from bot.ui import DYNAMIC_ITEMS
 
 if TYPE_CHECKING:
     from storage import Database
@@ -34,26 +36,29 @@ class SoraCommandTree(app_commands.CommandTree["SoraBot"]):
     async def on_error(
         self, interaction: discord.Interaction[SoraBot], error: app_commands.AppCommandError
     ) -> None:
-        if isinstance(error, app_commands.CheckFailure):
-            message = str(error) or "You can't use this command here."
-        elif isinstance(error, app_commands.CommandOnCooldown):
-            message = f"Slow down — try again in {error.retry_after:.0f} s."
+        locale = interaction_locale(interaction)
+        # CommandOnCooldown and the permission errors are CheckFailures too, so they come first. discord.py's own
+        # failures carry English text; a CheckFailure subclass of ours carries the member's sentence already.
+        if isinstance(error, app_commands.CommandOnCooldown):
+            message = t("error.cooldown", locale, seconds=max(1, math.ceil(error.retry_after)))
+        elif isinstance(error, app_commands.NoPrivateMessage):
+            message = t("error.server_only", locale)
+        elif isinstance(error, app_commands.MissingPermissions):
+            names = permission_names(error.missing_permissions, locale)
+            message = t("error.member_missing_permissions", locale, permissions=names)
+        elif isinstance(error, app_commands.BotMissingPermissions):
+            names = permission_names(error.missing_permissions, locale)
+            message = t("error.bot_missing_permissions", locale, permissions=names)
+        elif isinstance(error, app_commands.CheckFailure):
+            ours = not type(error).__module__.startswith("discord.")
+            message = (str(error) if ours else "") or t("error.check_failed", locale)
+        elif isinstance(error, app_commands.TransformerError):
+            message = t("error.bad_option", locale)
         else:
             command = interaction.command.qualified_name if interaction.command else "?"
             log.error("command /%s failed (interaction %s)", command, interaction.id, exc_info=error)
-            message = f"Something went wrong on our side (reference {interaction.id}). Please try again."
+            message = t("error.command_failed", locale, reference=interaction.id)
         await send_ephemeral(interaction, message)
-
-
-async def send_ephemeral(interaction: discord.Interaction[Any], message: str) -> None:
-    """Answer ephemerally whether or not the interaction was already acknowledged; never raises."""
-    try:
-        if interaction.response.is_done():
-            await interaction.followup.send(message, ephemeral=True)
-        else:
-            await interaction.response.send_message(message, ephemeral=True)
-    except discord.HTTPException as exc:
-        log.warning("could not send an error message for interaction %s: %s", interaction.id, exc)
 
 
 class SoraBot(commands.Bot):
@@ -64,7 +69,7 @@ class SoraBot(commands.Bot):
         *,
         settings: Settings,
         session: aiohttp.ClientSession,
-        db: Database | None = None,
+        db: Database,
         clock: Clock | None = None,
         extensions: Sequence[str] = INITIAL_EXTENSIONS,
         message_content: bool = True,
@@ -91,7 +96,9 @@ class SoraBot(commands.Bot):
         self.clock = clock
         self.scheduler = scheduler
         self.initial_extensions = tuple(extensions)
-        self.jobs = JobManager(self)
+        self.jobs = JobManager(
+            client=self, settings=settings, db=db, session=session, scheduler=scheduler, clock=clock
+        )
         self._resumed = False
 
     def __repr__(self) -> str:
@@ -123,20 +130,21 @@ class SoraBot(commands.Bot):
 
     async def on_ready(self) -> None:
         log.info("logged in as %s (%s) in %d guilds", self.user, getattr(self.user, "id", "?"), len(self.guilds))
-        if not self._resumed and self.db is not None:
-            # Once per process, when the guild cache is filled (not on every reconnect).
+        if not self._resumed:
+            # Once per process, when the guild cache is filled (not on every reconnect): the heartbeat claims
+            # the jobs whose lease expired (a previous run's, a dead process's) and keeps this process's alive.
             self._resumed = True
-            try:
-                await self.jobs.resume_unfinished()
-            except Exception:
-                log.exception("resuming unfinished jobs failed")
+            self.jobs.start_background()
 
     async def close(self) -> None:
         await self.jobs.close()
         await super().close()
 
+    async def on_message(self, message: discord.Message, /) -> None:
+        """No prefix commands: a mention of the bot is not a command (the cogs' listeners still see it)."""
+
     def is_bot_owner(self, user_id: int) -> bool:
         return user_id in self.settings.bot_owner_ids or user_id == self.owner_id
 
 
-__all__ = ["INITIAL_EXTENSIONS", "SoraBot", "SoraCommandTree", "send_ephemeral"]
+__all__ = ["INITIAL_EXTENSIONS", "SoraBot", "SoraCommandTree"]

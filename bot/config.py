@@ -160,6 +160,7 @@ def _split_csv(value: Any) -> Any:
 
 
 CsvInts = Annotated[list[int], NoDecode]
+CsvStrs = Annotated[list[str], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -190,6 +191,9 @@ class Settings(BaseSettings):
     sora_max_concurrent_jobs: int = Field(default=4, ge=1, le=1000)
     sora_max_download_mb: int = Field(default=512, ge=1)
     sora_retry_attempts: int = Field(default=4, ge=0, le=20)
+    sora_download_timeout: float = Field(default=600.0, gt=0)
+    sora_download_min_rate_kib: float = Field(default=32.0, ge=0)
+    sora_fetch_allow: CsvStrs = Field(default_factory=list)
 
     # Bot behaviour and storage
     sora_db_path: Path = Path("sora-bot.sqlite3")
@@ -197,11 +201,14 @@ class Settings(BaseSettings):
     sora_remix_depth: int = Field(default=8, ge=1, le=50)
     sora_max_prompt_chars: int = Field(default=4000, ge=10, le=32000)
     sora_max_image_mb: int = Field(default=10, ge=1, le=100)
+    sora_lease_seconds: float = Field(default=30.0, ge=0.5, le=3600)
+    sora_sweep_interval: float = Field(default=60.0, ge=0.1, le=3600)
+    sora_max_queued_jobs: int = Field(default=200, ge=1, le=100000)
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
 
     models: dict[str, ModelSpec] = Field(default_factory=dict, exclude=True)
 
-    @field_validator("discord_guild_ids", "bot_owner_ids", mode="before")
+    @field_validator("discord_guild_ids", "bot_owner_ids", "sora_fetch_allow", mode="before")
     @classmethod
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)

@@ -7,15 +7,14 @@ import contextlib
 import logging
 import os
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import discord
 
-from bot.render import ResultInfo, result_payload, truncate
+from bot.render import ResultInfo, result_payload
 from bot.streamer import EditScheduler
-from bot.upstream.base import UpstreamClient
-from bot.upstream.types import DownloadedVideo, Succeeded, UpstreamError
+from bot.upstream.types import DownloadedVideo, UpstreamError
 
 log = logging.getLogger(__name__)
 
@@ -26,7 +25,6 @@ THREAD_ARCHIVE_MINUTES = 1440
 class PostedResult:
     message: discord.Message
     attached: bool
-    thread: discord.Thread | None = None
 
 
 class TempVideo:
@@ -49,11 +47,6 @@ class TempVideo:
                 await asyncio.to_thread(self.path.unlink)
 
 
-async def download_video(client: UpstreamClient, result: Succeeded, dest: Path) -> DownloadedVideo:
-    """Stream the MP4 to `dest`; raises `UpstreamError` (NotAVideo, TooLarge, …) on anything but a video."""
-    return await client.download(result, dest)
-
-
 async def post_result(
     channel: discord.abc.Messageable,
     video: DownloadedVideo,
@@ -63,8 +56,12 @@ async def post_result(
     upload_limit: int,
     scheduler: EditScheduler | None = None,
     channel_id: int | None = None,
+    nonce: str | None = None,
 ) -> PostedResult:
-    """Post the result message: the video attached when it fits `upload_limit`, otherwise a link."""
+    """Post the result message: the video attached when it fits `upload_limit`, otherwise a link.
+
+    With a `nonce` (the job's, the same for every attempt) Discord answers a repeated post within its dedup
+    window with the message that already exists, so a delivery cut short by a crash can simply be done again."""
     attach = video.size <= upload_limit
     if scheduler is not None and channel_id is not None:
         await scheduler.reserve((f"channel:{channel_id}",))
@@ -73,7 +70,11 @@ async def post_result(
         file = discord.File(video.path, filename=f"sora-{info.generation_id}.mp4")
         try:
             message = await channel.send(
-                content=payload.content, embeds=payload.embeds, view=payload.view, file=file  # type: ignore[arg-type]
+                content=payload.content,
+                embeds=payload.embeds,
+                view=payload.view,  # type: ignore[arg-type]
+                file=file,
+                nonce=nonce,  # type: ignore[arg-type]
             )
             return PostedResult(message, attached=True)
         except discord.HTTPException as exc:
@@ -83,27 +84,32 @@ async def post_result(
         finally:
             file.close()
     payload = result_payload(_with(info, attached=False, video_bytes=video.size, upload_limit=upload_limit), locale)
-    message = await channel.send(content=payload.content, embeds=payload.embeds, view=payload.view)  # type: ignore[arg-type]
+    # The link post is another message than the refused attachment: it gets its own nonce, derived from the job's.
+    link_nonce = f"{nonce}L" if nonce else None
+    message = await channel.send(
+        content=payload.content,
+        embeds=payload.embeds,
+        view=payload.view,  # type: ignore[arg-type]
+        nonce=link_nonce,  # type: ignore[arg-type]
+    )
     return PostedResult(message, attached=False)
 
 
 def _with(info: ResultInfo, **changes: object) -> ResultInfo:
-    from dataclasses import replace
-
     return replace(info, **changes)  # type: ignore[arg-type]
 
 
-async def open_thread(message: discord.Message, prompt: str, thread_name: str) -> discord.Thread | None:
+async def open_thread(message: discord.Message, thread_name: str) -> discord.Thread | None:
     """A thread for the remix conversation, unless the message is already in one (or we may not)."""
     if not isinstance(message.channel, discord.TextChannel):
         return None
     try:
         return await message.create_thread(
-            name=truncate(thread_name, 100) or "sora", auto_archive_duration=THREAD_ARCHIVE_MINUTES
+            name=thread_name or "sora", auto_archive_duration=THREAD_ARCHIVE_MINUTES
         )
     except discord.HTTPException as exc:
         log.warning("could not open a thread on result %s: %s", message.id, exc)
         return None
 
 
-__all__ = ["PostedResult", "TempVideo", "UpstreamError", "download_video", "open_thread", "post_result"]
+__all__ = ["PostedResult", "TempVideo", "UpstreamError", "open_thread", "post_result"]

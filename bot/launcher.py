@@ -5,12 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import aiohttp
 import discord
 
 from bot.client import SoraBot
 from bot.clock import Clock
 from bot.config import ConfigError, Settings
-from bot.log import setup_logging
+from bot.log import connection_problem, setup_logging
 from bot.runtime import point_discord_at
 from bot.upstream import make_session
 from storage import Database, StorageError
@@ -53,6 +54,30 @@ def run_bot(settings: Settings) -> int:
         asyncio.run(start(settings))
     except discord.LoginFailure:
         log.error("Discord refused DISCORD_TOKEN: check the token in the Developer Portal (Bot → Reset Token)")
+        return 1
+    except discord.PrivilegedIntentsRequired:
+        log.error("Discord refused the bot's intents: check Privileged Gateway Intents in the Developer Portal")
+        return 1
+    except discord.GatewayNotFound:
+        log.error("Discord gave no gateway to connect to: check DISCORD_API_BASE, or try again later")
+        return 1
+    except discord.ConnectionClosed as exc:
+        log.error("Discord closed the gateway (code %s %s): check DISCORD_GATEWAY_URL", exc.code, exc.reason or "")
+        return 1
+    except discord.HTTPException as exc:
+        # Mostly the command sync: a guild in DISCORD_GUILD_IDS the bot was never invited to answers 403.
+        log.error(
+            "Discord refused a start-up call (HTTP %s: %s): check DISCORD_GUILD_IDS and the bot's invite",
+            exc.status,
+            exc.text or "no reason given",
+        )
+        return 1
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        log.error(
+            "could not reach Discord at %s (%s): check DISCORD_API_BASE, DISCORD_GATEWAY_URL and the network",
+            settings.discord_api_base,
+            connection_problem(exc),
+        )
         return 1
     except StorageError as exc:
         raise ConfigError(str(exc)) from None

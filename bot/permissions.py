@@ -1,7 +1,8 @@
-"""The exact permissions the bot needs, and the invite URL that asks for them."""
+"""The exact permissions the bot needs, the invite URL that asks for them, and who counts as an admin."""
 
 from __future__ import annotations
 
+from typing import Any
 from urllib.parse import urlencode
 
 import discord
@@ -39,4 +40,27 @@ def missing_permissions(granted: discord.Permissions, needed: discord.Permission
     return [PERMISSION_NAMES.get(name, name) for name, value in needed if value and not getattr(granted, name)]
 
 
-__all__ = ["PERMISSION_NAMES", "REQUIRED_PERMISSIONS", "invite_url", "missing_permissions"]
+def member_is_admin(member: object) -> bool:
+    """Manage Server in the guild (what `/sora-admin` and managing other members' jobs require)."""
+    permissions = getattr(member, "guild_permissions", None)
+    return bool(permissions and permissions.manage_guild)
+
+
+def bot_missing_permissions(interaction: discord.Interaction[Any]) -> list[str]:
+    """Permissions the bot lacks in the interaction's channel to post progress and results."""
+    needed = discord.Permissions(embed_links=True, attach_files=True)
+    if isinstance(interaction.channel, discord.Thread):
+        needed.send_messages_in_threads = True
+    else:
+        needed.send_messages = True
+    return missing_permissions(interaction.app_permissions, needed)
+
+
+__all__ = [
+    "PERMISSION_NAMES",
+    "REQUIRED_PERMISSIONS",
+    "bot_missing_permissions",
+    "invite_url",
+    "member_is_admin",
+    "missing_permissions",
+]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bot.clock import Clock
 from bot.i18n import t
+from bot.render import literal
 from storage import DenyReason, QuotaDenied
 
 
@@ -19,8 +20,9 @@ def denial_sentence(denied: QuotaDenied, locale: str, clock: Clock) -> str:
     reset = reset_phrase(denied.resets_at, clock)
     match denied.reason:
         case DenyReason.BANNED:
-            reason = f": {denied.ban_reason}" if denied.ban_reason else ""
-            return t("quota.banned", locale, reason=reason)
+            # The admin's own words, reposted: shown as typed, never as markdown or mentions.
+            reason = t("quota.reason", locale, reason=literal(denied.ban_reason)) if denied.ban_reason else ""
+            return t("quota.denied_banned", locale, reason=reason)
         case DenyReason.CHANNEL_NOT_ALLOWED:
             channels = ", ".join(f"<#{channel_id}>" for channel_id in denied.allowed_channel_ids) or "—"
             return t("quota.channel_not_allowed", locale, channels=channels)

@@ -10,6 +10,11 @@
   (`observe_response`, wired to the client's `http_trace`), so a tighter real limit is respected too.
 - Interaction tokens die after 15 minutes: before that, the streamer asks its `handover` callback for an
   ordinary channel message (bot token) and continues there.
+- The scheduler forgets what it no longer needs, so a long-running bot doesn't grow with every interaction it
+  ever served: a channel or thread window idle for longer than its window, and an interaction webhook's window
+  once its token is dead and the window idle. A forgotten window is indistinguishable from a fresh one (no
+  grant or back-off in force), except for a stricter limit learnt from headers, which the next response
+  teaches again. It holds a streamer only while the streamer waits for or makes an edit.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ GLOBAL_LIMIT, GLOBAL_WINDOW = 30, 1.0  # Discord allows 50/s; discord.py may bun
 SAFETY = 1.1  # windows are stretched by 10 % (+ a little) so network jitter can't squeeze a sixth call in
 INTERACTION_TOKEN_LIFE = 15 * 60.0
 HANDOVER_MARGIN = 90.0  # move off the interaction token this long before it expires
+SWEEP_EVERY = 30.0  # look for windows to forget at most this often (each look is one pass over them)
 
 
 class Priority(IntEnum):
@@ -106,31 +112,56 @@ class ChannelMessageTarget:
 class SlidingWindow:
     """Never more than `limit` grants in any `window` seconds (a sliding log, the strictest reading)."""
 
-    __slots__ = ("blocked_until", "grants", "limit", "window")
+    __slots__ = ("blocked_until", "grants", "last_used", "limit", "usable_until", "window")
 
-    def __init__(self, limit: int, window: float) -> None:
+    def __init__(self, limit: int, window: float, *, now: float, usable_until: float | None = None) -> None:
         self.limit = limit
         self.window = window
         self.grants: deque[float] = deque()
         self.blocked_until = float("-inf")
+        self.last_used = now  # the last grant, or the last time the server told us something about this bucket
+        self.usable_until = usable_until  # monotonic time after which no call can use this budget (a dead token)
+
+    @property
+    def span(self) -> float:
+        """How long a grant counts against the window."""
+        return self.window * SAFETY + 0.05
+
+    def _drop_old(self, now: float) -> None:
+        while self.grants and now - self.grants[0] >= self.span:
+            self.grants.popleft()
 
     def wait_time(self, now: float) -> float:
-        while self.grants and now - self.grants[0] >= self.window * SAFETY + 0.05:
-            self.grants.popleft()
+        self._drop_old(now)
         wait = max(0.0, self.blocked_until - now)
         if len(self.grants) >= self.limit:
-            wait = max(wait, self.grants[0] + self.window * SAFETY + 0.05 - now)
+            wait = max(wait, self.grants[0] + self.span - now)
         return wait
 
     def grant(self, now: float) -> None:
+        self._drop_old(now)  # budgets spent outside `wait_time` (see `EditScheduler.consume`) mustn't pile up
         self.grants.append(now)
+        self.last_used = max(self.last_used, now)
+
+    def block(self, until: float, now: float) -> None:
+        self.blocked_until = max(self.blocked_until, until)
+        self.last_used = max(self.last_used, now)
 
     def learn(self, limit: int | None, reset_after: float | None, remaining: int | None, now: float) -> None:
         """Follow the server's numbers when they are stricter than ours."""
+        self.last_used = max(self.last_used, now)
         if limit is not None and 0 < limit < self.limit:
             self.limit = limit
         if remaining == 0 and reset_after is not None:
-            self.blocked_until = max(self.blocked_until, now + reset_after * SAFETY)
+            self.block(now + reset_after * SAFETY, now)
+
+    def idle(self, now: float) -> bool:
+        """No grant counts any more and no back-off is in force: a fresh window would behave the same."""
+        return now >= self.blocked_until and now - self.last_used >= self.span
+
+    def forgettable(self, now: float) -> bool:
+        """Idle, and if the budget belongs to a token, the token is dead (its budget can't be needed again)."""
+        return self.idle(now) and (self.usable_until is None or now >= self.usable_until)
 
 
 def webhook_key(token: str) -> str:
@@ -162,26 +193,56 @@ class EditScheduler:
         self.webhook_budget = webhook_budget
         self.thread_budget = thread_budget
         self.windows: dict[str, SlidingWindow] = {}
-        self.global_window = SlidingWindow(*global_budget)
+        self.global_window = SlidingWindow(*global_budget, now=clock.monotonic())
         self.waiting: set[ProgressStreamer] = set()
         self.flushing: set[asyncio.Task[None]] = set()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._next_sweep = clock.monotonic() + SWEEP_EVERY
+        self._windows_high_water = 0  # the most windows held since the map was last rebuilt
 
     # --- budgets -------------------------------------------------------------------------------------
 
     def window(self, key: str) -> SlidingWindow:
+        now = self.clock.monotonic()
+        if now >= self._next_sweep:
+            self.forget_idle(now)
         window = self.windows.get(key)
         if window is None:
             if key.startswith("webhook:"):
-                budget = self.webhook_budget
+                # Whatever interaction this token belongs to was created before we first saw the token, so it is
+                # dead 15 minutes from now at the latest (`token_expires` narrows this when the streamer knows).
+                window = SlidingWindow(*self.webhook_budget, now=now, usable_until=now + INTERACTION_TOKEN_LIFE)
             elif key.startswith("threads:"):
-                budget = self.thread_budget
+                window = SlidingWindow(*self.thread_budget, now=now)
             else:
-                budget = self.channel_budget
-            window = SlidingWindow(*budget)
+                window = SlidingWindow(*self.channel_budget, now=now)
             self.windows[key] = window
         return window
+
+    def token_expires(self, keys: tuple[str, ...], expires_at: float) -> None:
+        """The interaction token behind these webhook keys dies at `expires_at` (wall clock, like `created_at`)."""
+        clock = self.clock
+        usable_until = expires_at - clock.time() + clock.monotonic()
+        for key in keys:
+            if key.startswith("webhook:"):
+                window = self.window(key)
+                if window.usable_until is None or usable_until < window.usable_until:
+                    window.usable_until = usable_until
+
+    def forget_idle(self, now: float | None = None) -> int:
+        """Drop the windows nothing needs any more (see the module's docstring); returns how many went."""
+        now = self.clock.monotonic() if now is None else now
+        self._next_sweep = now + SWEEP_EVERY
+        self._windows_high_water = max(self._windows_high_water, len(self.windows))
+        gone = [key for key, window in self.windows.items() if window.forgettable(now)]
+        for key in gone:
+            del self.windows[key]
+        if self._windows_high_water > 64 and len(self.windows) < self._windows_high_water // 4:
+            # A dict never gives back the table it grew to: after a busy hour, copy what's left into a small one.
+            self.windows = dict(self.windows)
+            self._windows_high_water = len(self.windows)
+        return len(gone)
 
     def consume(self, keys: tuple[str, ...]) -> None:
         """Count a call the bot makes outside a streamer (e.g. posting the result) against the budgets."""
@@ -220,7 +281,7 @@ class EditScheduler:
         if status == 429:
             retry_after = _float(headers.get("Retry-After")) or 1.0
             log.warning("rate limited on %s; backing off %.2fs", key, retry_after)
-            window.blocked_until = max(window.blocked_until, now + retry_after * SAFETY)
+            window.block(now + retry_after * SAFETY, now)
             return
         window.learn(
             _int(headers.get("X-RateLimit-Limit")),
@@ -255,30 +316,36 @@ class EditScheduler:
     async def _run(self) -> None:
         while self.waiting:
             self._wake.clear()
-            now = self.clock.monotonic()
-            soonest = 5.0
-            # One pass per wake-up: every streamer whose own interval has passed, most urgent first, is granted
-            # an edit as long as the budgets it touches still allow (grants use up shared budgets as we go).
-            due = []
-            for streamer in self.waiting:
-                if streamer.in_flight:
-                    continue
-                wait = streamer.next_allowed - now
-                if wait > 0:
-                    soonest = min(soonest, wait)
-                else:
-                    due.append(streamer)
-            due.sort(key=lambda streamer: (-int(streamer.priority), streamer.last_edit))
-            for streamer in due:
-                wait = self.wait_time(streamer.target.budget_keys, now)
-                if wait > 0:
-                    soonest = min(soonest, wait)
-                    continue
-                self.waiting.discard(streamer)
-                self.consume(streamer.target.budget_keys)
-                streamer.start_flush()
+            soonest = self._grant_due()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=max(0.01, soonest))
+
+    def _grant_due(self) -> float:
+        """One pass: every streamer whose own interval has passed, most urgent first, is granted an edit as long
+        as the budgets it touches still allow (grants use up shared budgets as we go). Returns how long until
+        the next streamer could be due. (A function of its own so that the streamers it looked at aren't kept
+        alive by the loop's frame while it sleeps.)"""
+        now = self.clock.monotonic()
+        soonest = 5.0
+        due = []
+        for streamer in self.waiting:
+            if streamer.in_flight:
+                continue
+            wait = streamer.next_allowed - now
+            if wait > 0:
+                soonest = min(soonest, wait)
+            else:
+                due.append(streamer)
+        due.sort(key=lambda streamer: (-int(streamer.priority), streamer.last_edit))
+        for streamer in due:
+            wait = self.wait_time(streamer.target.budget_keys, now)
+            if wait > 0:
+                soonest = min(soonest, wait)
+                continue
+            self.waiting.discard(streamer)
+            self.consume(streamer.target.budget_keys)
+            streamer.start_flush()
+        return soonest
 
     async def close(self) -> None:
         self.waiting.clear()
@@ -323,6 +390,12 @@ class ProgressStreamer:
         self.edits = 0
         self._final: asyncio.Future[bool] | None = None
         self._flush_task: asyncio.Task[None] | None = None
+        self._tell_token_expiry()
+
+    def _tell_token_expiry(self) -> None:
+        """Let the scheduler know when the target's token dies, so it can forget that token's budget then."""
+        if self.target.expires_at is not None:
+            self.scheduler.token_expires(self.target.budget_keys, self.target.expires_at)
 
     def __hash__(self) -> int:
         return id(self)
@@ -441,6 +514,7 @@ class ProgressStreamer:
             self.lost = True
             return False
         self.target = new_target
+        self._tell_token_expiry()
         return True
 
 

@@ -11,7 +11,7 @@ from discord.ext import commands
 from bot.client import SoraBot
 from bot.config import ModelSpec
 from bot.i18n import cmd
-from bot.requests import start_from_interaction
+from bot.intake import start_from_interaction
 from bot.validation import choose_parameters
 
 log = logging.getLogger(__name__)

@@ -1,25 +1,25 @@
 """Reply-to-remix: a member replies to one of the bot's videos with what should change.
 
-Also answers the remix modal (`bot.ui.handle_modal_submit`), which is persistent like the buttons.
+Also answers the remix modal (`bot.buttons.handle_modal_submit`), which is persistent like the buttons.
 """
 
 from __future__ import annotations
 
 import logging
-import re
 
 import discord
 from discord.ext import commands
 
+from bot.buttons import answer_stale, handle_modal_submit
 from bot.client import SoraBot
+from bot.components import REMIX, parse_custom_id
 from bot.i18n import resolve_locale, t
-from bot.requests import remix_from_reply, settled_generation
-from bot.ui import handle_modal_submit
+from bot.intake import remix_from_reply, settled_generation
 from storage import Generation, GenerationStatus
 
 log = logging.getLogger(__name__)
 
-RESULT_BUTTON = re.compile(r"^sora:remix:(?P<generation>\d+)$")
+
 
 
 class Remix(commands.Cog):
@@ -28,14 +28,15 @@ class Remix(commands.Cog):
 
     @commands.Cog.listener()
     async def on_interaction(self, interaction: discord.Interaction[SoraBot]) -> None:
-        await handle_modal_submit(interaction)
+        if not await handle_modal_submit(interaction):
+            await answer_stale(interaction)
 
     @commands.Cog.listener()
     async def on_message(self, message: discord.Message) -> None:
         if message.author.bot or message.guild is None or message.type is not discord.MessageType.reply:
             return
         reference = message.reference
-        if reference is None or reference.message_id is None or self.bot.db is None:
+        if reference is None or reference.message_id is None:
             return
         replied_to = reference.message_id
         generation = await self.bot.db.generation_by_result_message(replied_to)
@@ -46,7 +47,13 @@ class Remix(commands.Cog):
                 # The video's message was deleted (by a moderator, say) while the member was replying.
                 await self._answer(message, "error.generation_gone", generation)
                 return
-            await remix_from_reply(self.bot.jobs, message, generation)
+            await remix_from_reply(
+                self.bot.jobs,
+                message,
+                generation,
+                bot_user_id=self.bot.user.id if self.bot.user else None,
+                message_content=self.bot.intents.message_content,
+            )
             return
         # Not one of our results. Answer briefly only when the member clearly meant the bot.
         resolved = reference.resolved
@@ -55,7 +62,7 @@ class Remix(commands.Cog):
         progress = await self.bot.db.generation_by_progress_message(replied_to)
         if progress is None:
             key = "error.reply_not_video"
-        elif progress.status in (GenerationStatus.QUEUED, GenerationStatus.RUNNING):
+        elif not progress.status.finished:
             key = "error.reply_not_finished"
         elif progress.status is GenerationStatus.SUCCEEDED:
             key = "error.reply_to_result"  # the progress message of a finished video: point at the video itself
@@ -70,9 +77,9 @@ class Remix(commands.Cog):
             return None
         for row in resolved.components:
             for component in getattr(row, "children", ()):
-                match = RESULT_BUTTON.match(getattr(component, "custom_id", None) or "")
-                if match is not None:
-                    generation = await settled_generation(self.bot.jobs, int(match["generation"]))
+                parsed = parse_custom_id(getattr(component, "custom_id", None) or "")
+                if parsed is not None and parsed[0] == REMIX:
+                    generation = await settled_generation(self.bot.jobs, parsed[1])
                     if generation is not None and generation.result_message_id == resolved.id:
                         return generation
                     return None

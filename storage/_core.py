@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import sqlite3
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
 from typing import Any
 
 import aiosqlite
@@ -16,6 +16,13 @@ from bot.clock import Clock
 log = logging.getLogger(__name__)
 
 Params = Sequence[Any] | dict[str, Any]
+
+# Another connection (a second bot process, an admin's sqlite3 shell, a backup) may hold the write lock. SQLite's
+# own busy wait blocks the connection's thread, and with it every query of this process, so it is kept short;
+# the wait beyond it happens here, asleep on the event loop, with the connection free for reads in between.
+LOCK_RETRY_TOTAL = 30.0
+LOCK_RETRY_FIRST = 0.05
+LOCK_RETRY_CAP = 1.0
 
 
 class StorageError(Exception):
@@ -47,22 +54,49 @@ class Core:
     @contextlib.asynccontextmanager
     async def _transaction(self, *, write: bool = True) -> AsyncIterator[aiosqlite.Connection]:
         """One explicit transaction. Writes take the write lock up front (`BEGIN IMMEDIATE`), so a read that
-        decides a write can't be overtaken by another process either; reads get one consistent snapshot."""
-        async with self._lock:
-            self._check_open()
+        decides a write can't be overtaken by another process either; reads get one consistent snapshot.
+        A write lock held elsewhere is waited for (see `LOCK_RETRY_TOTAL`) before BEGIN gives up."""
+        delays = _lock_delays()
+        while True:
+            await self._lock.acquire()
             try:
+                self._check_open()
                 # Inside the try: a caller cancelled while BEGIN is queued must still roll it back.
                 await _run(self._conn, "BEGIN IMMEDIATE" if write else "BEGIN")
+                break
+            except sqlite3.OperationalError as exc:
+                await _finish(self._conn, "ROLLBACK")
+                self._lock.release()
+                delay = next(delays, None) if _is_busy(exc) else None
+                if delay is None:
+                    raise
+                await asyncio.sleep(delay)
+            except BaseException:
+                await _finish(self._conn, "ROLLBACK")
+                self._lock.release()
+                raise
+        try:
+            try:
                 yield self._conn
             except BaseException:
                 await _finish(self._conn, "ROLLBACK")
                 raise
             await _finish(self._conn, "COMMIT")
+        finally:
+            self._lock.release()
 
     async def _fetchall(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
-        async with self._lock:
-            self._check_open()
-            return list(await self._conn.execute_fetchall(sql, params))
+        delays = _lock_delays()
+        while True:
+            async with self._lock:
+                self._check_open()
+                try:
+                    return list(await self._conn.execute_fetchall(sql, params))
+                except sqlite3.OperationalError as exc:
+                    delay = next(delays, None) if _is_busy(exc) else None
+                    if delay is None:
+                        raise
+            await asyncio.sleep(delay)
 
     async def _fetchone(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
         rows = await self._fetchall(sql, params)
@@ -70,17 +104,40 @@ class Core:
 
     async def _execute(self, sql: str, params: Params = ()) -> int:
         """One single-statement write (atomic on its own); returns the number of rows it changed."""
-        async with self._lock:
-            self._check_open()
-            cursor = await self._conn.execute(sql, params)
-            try:
-                return cursor.rowcount
-            finally:
-                await cursor.close()
+        delays = _lock_delays()
+        while True:
+            async with self._lock:
+                self._check_open()
+                try:
+                    cursor = await self._conn.execute(sql, params)
+                except sqlite3.OperationalError as exc:
+                    delay = next(delays, None) if _is_busy(exc) else None
+                    if delay is None:
+                        raise
+                else:
+                    try:
+                        return cursor.rowcount
+                    finally:
+                        await cursor.close()
+            await asyncio.sleep(delay)
 
     def _check_open(self) -> None:
         if self._closed:
             raise StorageError("the database is closed")
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    text = str(exc).lower()
+    return "locked" in text or "busy" in text
+
+
+def _lock_delays() -> Iterator[float]:
+    """Backoff delays for a busy database, doubling up to `LOCK_RETRY_CAP`, `LOCK_RETRY_TOTAL` seconds in all."""
+    spent, delay = 0.0, LOCK_RETRY_FIRST
+    while spent < LOCK_RETRY_TOTAL:
+        yield delay
+        spent += delay
+        delay = min(delay * 2, LOCK_RETRY_CAP)
 
 
 async def _finish(conn: aiosqlite.Connection, statement: str) -> None:

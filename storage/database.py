@@ -15,16 +15,17 @@ from bot.clock import Clock
 from storage._core import StorageError
 from storage.generations import GenerationsMixin
 from storage.guilds import GuildsMixin
+from storage.leases import LeasesMixin
 from storage.migrate import migrate
 from storage.quota import QuotaMixin
 from storage.usage import UsageMixin
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BUSY_TIMEOUT = 10.0
+DEFAULT_BUSY_TIMEOUT = 0.25  # SQLite's own wait; longer waits are retried asleep (storage._core)
 
 
-class Database(GenerationsMixin, QuotaMixin, GuildsMixin, UsageMixin):
+class Database(GenerationsMixin, LeasesMixin, QuotaMixin, GuildsMixin, UsageMixin):
     """SQLite through one long-lived aiosqlite connection: WAL, busy timeout, foreign keys, migrated on open.
 
     `db = await Database.open(path, clock=clock)` … `await db.close()`, or `async with Database.open(path) as db`.

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Collection, Iterable, Sequence
+import secrets
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 import aiosqlite
 
-from storage._core import Core, NotFound, execute, fetchall, fetchone
+from storage._core import Core, NotFound, StorageError, execute, fetchone
 from storage.quota import (
     LedgerState,
     QuotaDenied,
@@ -34,15 +35,35 @@ _MAX_CHAIN = 1000  # a guard against a (corrupted) parent cycle
 
 
 class GenerationStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
+    """queued → running → delivering → succeeded | failed | cancelled (a queued job may also fail or be cancelled)."""
+
+    QUEUED = "queued"  # accepted and reserved; nothing sent to the gateway yet
+    RUNNING = "running"  # sent to the gateway (or about to be); includes downloading the finished video
+    DELIVERING = "delivering"  # the result is being posted: no longer cancellable
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
 
     @property
     def finished(self) -> bool:
-        return self not in (GenerationStatus.QUEUED, GenerationStatus.RUNNING)
+        return self not in (GenerationStatus.QUEUED, GenerationStatus.RUNNING, GenerationStatus.DELIVERING)
+
+
+@dataclass(frozen=True, slots=True)
+class Lease:
+    """One claim of a job by one process: every write the runner makes carries it and is refused when stale."""
+
+    generation_id: int
+    attempt: int
+    owner: str
+
+
+class LeaseLost(StorageError):
+    """The job was claimed by a newer attempt (this runner paused past its lease, or another process took over)."""
+
+    def __init__(self, lease: Lease) -> None:
+        super().__init__(f"generation {lease.generation_id}: attempt {lease.attempt} of {lease.owner} is stale")
+        self.lease = lease
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,6 +90,15 @@ class NewGeneration:
     interaction_token: str | None = None
     interaction_created_at: float | None = None  # default: now, when a token is given
     progress_message_id: int | None = None
+    remix_strategy: str | None = None  # history | remix | combined: how a remix goes upstream (kept on resume)
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseGrant:
+    """Who runs a new job from the start: the accepting process, for `seconds`."""
+
+    owner: str
+    seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +139,14 @@ class Generation:
     started_at: float | None
     finished_at: float | None
     updated_at: float
+    attempt: int = 0
+    lease_owner: str | None = None
+    lease_expires_at: float | None = None
+    cancel_requested_by: int | None = None
+    remix_strategy: str | None = None
+    result_json: str | None = field(default=None, repr=False)
+    delivery_nonce: str | None = None
+    delivery_started_at: float | None = None
 
     @classmethod
     def from_row(cls, row: aiosqlite.Row) -> Generation:
@@ -153,20 +191,6 @@ class Settlement:
         return self.ledger == LedgerState.CHARGED
 
 
-@dataclass(frozen=True, slots=True)
-class ReconcileReport:
-    """What `reconcile()` did on start."""
-
-    failed: tuple[Generation, ...] = ()  # unfinished, not resumable: marked failed (kind "restart") and refunded
-    resumable: tuple[Generation, ...] = ()  # unfinished, left for the bot to resume
-    settled: tuple[int, ...] = ()  # ledger ids of stray reservations settled to match their finished generation
-    refunded_credits: int = 0
-
-    @property
-    def changed(self) -> bool:
-        return bool(self.failed or self.settled)
-
-
 _INSERT_COLUMNS = (
     "parent_id",
     "guild_id",
@@ -190,22 +214,39 @@ _INSERT_COLUMNS = (
     "cost",
     "created_at",
     "updated_at",
+    "attempt",
+    "lease_owner",
+    "lease_expires_at",
+    "remix_strategy",
+    "delivery_nonce",
 )
 _INSERT_SQL = (
     f"INSERT INTO generations ({', '.join(_INSERT_COLUMNS)}) VALUES ({', '.join('?' for _ in _INSERT_COLUMNS)})"
 )
-_UNFINISHED = "('queued', 'running')"
+_UNFINISHED = "('queued', 'running', 'delivering')"
+_FENCE = " AND attempt = ? AND lease_owner = ?"
+
+
+def _fence(lease: Lease | None) -> tuple[str, tuple[Any, ...]]:
+    """The WHERE clause (and its parameters) that makes a write refuse a stale attempt."""
+    return (_FENCE, (lease.attempt, lease.owner)) if lease is not None else ("", ())
 
 
 class GenerationsMixin(Core):
     async def create_generation(
-        self, new: NewGeneration, *, role_ids: Iterable[int] = (), is_admin: bool = False
+        self,
+        new: NewGeneration,
+        *,
+        role_ids: Iterable[int] = (),
+        is_admin: bool = False,
+        lease: LeaseGrant | None = None,
     ) -> Reservation | QuotaDenied:
         """Check the quota rules and, if they allow it, record the generation and reserve its cost — all in one
         transaction, so concurrent requests can never together exceed an allowance, budget or concurrency limit.
 
         `role_ids` are the member's roles; `is_admin` whether they have Manage Server (exempt only if the
-        guild says so). Returns a `Reservation` (status queued) or a `QuotaDenied` (nothing recorded).
+        guild says so). With `lease`, the new job is claimed (attempt 1) by that owner in the same transaction.
+        Returns a `Reservation` (status queued) or a `QuotaDenied` (nothing recorded).
         """
         if new.cost < 0:
             raise ValueError("cost can't be negative")
@@ -237,6 +278,10 @@ class GenerationsMixin(Core):
                 "interaction_created_at": token_time,
                 "created_at": now,
                 "updated_at": now,
+                "attempt": 1 if lease is not None else 0,
+                "lease_owner": lease.owner if lease is not None else None,
+                "lease_expires_at": now + lease.seconds if lease is not None else None,
+                "delivery_nonce": secrets.token_hex(10),
             }
             _, generation_id = await execute(conn, _INSERT_SQL, [values[name] for name in _INSERT_COLUMNS])
             assert generation_id is not None
@@ -305,35 +350,47 @@ class GenerationsMixin(Core):
 
     # --- while it runs ---------------------------------------------------------------------------------------
 
-    async def mark_running(self, generation_id: int) -> bool:
-        """Claim a queued generation for running; False if it isn't queued (already claimed or finished)."""
+    async def mark_running(self, generation_id: int, *, lease: Lease | None = None) -> bool:
+        """The job is about to be sent to the gateway: from now on a lost runner can't simply start it again.
+        False if it isn't queued (already running, or finished)."""
         now = self._now()
-        changed = await self._execute(
+        fence, fence_params = _fence(lease)
+        return await self._fenced_update(
             "UPDATE generations SET status = 'running', started_at = COALESCE(started_at, ?), updated_at = ? "
-            "WHERE id = ? AND status = 'queued'",
-            (now, now, generation_id),
+            "WHERE id = ? AND status = 'queued'" + fence,
+            (now, now, generation_id, *fence_params),
+            lease,
         )
-        return changed > 0
 
-    async def update_generation_progress(self, generation_id: int, progress: float) -> bool:
+    async def update_generation_progress(
+        self, generation_id: int, progress: float, *, lease: Lease | None = None
+    ) -> bool:
         """Record progress (0..100, never decreasing); a queued generation becomes running. False if finished."""
         now = self._now()
         progress = min(max(float(progress), 0.0), 100.0)
-        changed = await self._execute(
-            "UPDATE generations SET progress = MAX(progress, ?), status = 'running', "
-            "started_at = COALESCE(started_at, ?), updated_at = ? WHERE id = ? AND status IN " + _UNFINISHED,
-            (progress, now, now, generation_id),
+        fence, fence_params = _fence(lease)
+        return await self._fenced_update(
+            "UPDATE generations SET progress = MAX(progress, ?), "
+            "status = CASE WHEN status = 'queued' THEN 'running' ELSE status END, "
+            "started_at = COALESCE(started_at, ?), updated_at = ? WHERE id = ? AND status IN "
+            + _UNFINISHED
+            + fence,
+            (progress, now, now, generation_id, *fence_params),
+            lease,
         )
-        return changed > 0
 
-    async def set_task_id(self, generation_id: int, task_id: str, *, resumable: bool = False) -> bool:
+    async def set_task_id(
+        self, generation_id: int, task_id: str, *, resumable: bool = False, lease: Lease | None = None
+    ) -> bool:
         """Remember the upstream task/video id, and whether the job can be picked up again after a restart."""
-        changed = await self._execute(
+        fence, fence_params = _fence(lease)
+        return await self._fenced_update(
             "UPDATE generations SET task_id = ?, resumable = ?, updated_at = ? WHERE id = ? AND status IN "
-            + _UNFINISHED,
-            (task_id, int(resumable), self._now(), generation_id),
+            + _UNFINISHED
+            + fence,
+            (task_id, int(resumable), self._now(), generation_id, *fence_params),
+            lease,
         )
-        return changed > 0
 
     async def set_progress_message(
         self,
@@ -342,6 +399,7 @@ class GenerationsMixin(Core):
         *,
         channel_id: int | None = None,
         forget_interaction: bool = False,
+        lease: Lease | None = None,
     ) -> None:
         """Where the progress message is now; `forget_interaction` when it moved off the interaction token."""
         sets = ["progress_message_id = ?", "updated_at = ?"]
@@ -351,20 +409,49 @@ class GenerationsMixin(Core):
             params.append(channel_id)
         if forget_interaction:
             sets.append("interaction_token = NULL")
-        await self._execute(f"UPDATE generations SET {', '.join(sets)} WHERE id = ?", (*params, generation_id))
+        fence, fence_params = _fence(lease)
+        await self._fenced_update(
+            f"UPDATE generations SET {', '.join(sets)} WHERE id = ?" + fence,
+            (*params, generation_id, *fence_params),
+            lease,
+        )
 
-    async def set_result_message(self, generation_id: int, message_id: int, *, thread_id: int | None = None) -> None:
+    async def set_result_message(
+        self, generation_id: int, message_id: int, *, thread_id: int | None = None, lease: Lease | None = None
+    ) -> None:
         """The message that carries the video; a reply to it maps back here (reply-to-remix)."""
-        await self._execute(
+        fence, fence_params = _fence(lease)
+        await self._fenced_update(
             "UPDATE generations SET result_message_id = ?, thread_id = COALESCE(?, thread_id), updated_at = ? "
-            "WHERE id = ?",
-            (message_id, thread_id, self._now(), generation_id),
+            "WHERE id = ?" + fence,
+            (message_id, thread_id, self._now(), generation_id, *fence_params),
+            lease,
         )
 
-    async def set_thread(self, generation_id: int, thread_id: int) -> None:
-        await self._execute(
-            "UPDATE generations SET thread_id = ?, updated_at = ? WHERE id = ?", (thread_id, self._now(), generation_id)
+    async def set_thread(self, generation_id: int, thread_id: int, *, lease: Lease | None = None) -> None:
+        fence, fence_params = _fence(lease)
+        await self._fenced_update(
+            "UPDATE generations SET thread_id = ?, updated_at = ? WHERE id = ?" + fence,
+            (thread_id, self._now(), generation_id, *fence_params),
+            lease,
         )
+
+    async def _fenced_update(self, sql: str, params: Sequence[Any], lease: Lease | None) -> bool:
+        """Run one UPDATE; when it changed nothing because `lease` is stale, raise `LeaseLost`."""
+        if await self._execute(sql, params) > 0:
+            return True
+        if lease is not None:
+            await self._check_lease(lease)
+        return False
+
+    async def _check_lease(self, lease: Lease) -> None:
+        row = await self._fetchone(
+            "SELECT attempt, lease_owner FROM generations WHERE id = ?", (lease.generation_id,)
+        )
+        if row is None:
+            raise NotFound(f"generation {lease.generation_id} doesn't exist")
+        if row["attempt"] != lease.attempt or row["lease_owner"] != lease.owner:
+            raise LeaseLost(lease)
 
     # --- finishing: each one transaction, each idempotent ----------------------------------------------------
 
@@ -378,11 +465,14 @@ class GenerationsMixin(Core):
         assistant_text: str | None = None,
         task_id: str | None = None,
         result_message_id: int | None = None,
+        thread_id: int | None = None,
+        lease: Lease | None = None,
     ) -> Settlement:
-        """The video was made: record the result and charge the reservation."""
+        """The video was delivered: record its message and charge the reservation, in one transaction."""
         return await self._finish(
             generation_id,
             GenerationStatus.SUCCEEDED,
+            lease=lease,
             charge=True,
             fields={
                 "progress": 100.0,
@@ -392,6 +482,7 @@ class GenerationsMixin(Core):
                 "assistant_text": assistant_text,
                 "task_id": task_id,
                 "result_message_id": result_message_id,
+                "thread_id": thread_id,
             },
             note="succeeded",
         )
@@ -404,22 +495,27 @@ class GenerationsMixin(Core):
         *,
         assistant_text: str | None = None,
         charge: bool | None = None,
+        lease: Lease | None = None,
     ) -> Settlement:
         """The job failed. Refunded unless it was a moderation rejection in a guild that charges those;
         `charge` overrides the rule when the bot knows better."""
         return await self._finish(
             generation_id,
             GenerationStatus.FAILED,
+            lease=lease,
             charge=charge,
             fields={"error_kind": str(kind), "error_message": message, "assistant_text": assistant_text},
             note=f"failed: {kind}",
         )
 
-    async def mark_cancelled(self, generation_id: int, *, message: str | None = None) -> Settlement:
+    async def mark_cancelled(
+        self, generation_id: int, *, message: str | None = None, lease: Lease | None = None
+    ) -> Settlement:
         """The member (or an admin) cancelled it: refund."""
         return await self._finish(
             generation_id,
             GenerationStatus.CANCELLED,
+            lease=lease,
             charge=False,
             fields={"error_kind": CANCELLED, "error_message": message},
             note="cancelled",
@@ -433,18 +529,22 @@ class GenerationsMixin(Core):
         charge: bool | None,
         fields: dict[str, Any],
         note: str,
+        lease: Lease | None = None,
     ) -> Settlement:
         now = self._now()
         async with self._transaction() as conn:
             row = await fetchone(
                 conn,
-                "SELECT g.status, l.state, l.credits, COALESCE(s.charge_moderation, 0) AS charge_moderation "
+                "SELECT g.status, g.attempt, g.lease_owner, l.state, l.credits, "
+                "COALESCE(s.charge_moderation, 0) AS charge_moderation "
                 "FROM generations AS g LEFT JOIN ledger AS l ON l.generation_id = g.id "
                 "LEFT JOIN guild_settings AS s ON s.guild_id = g.guild_id WHERE g.id = ?",
                 (generation_id,),
             )
             if row is None:
                 raise NotFound(f"generation {generation_id} doesn't exist")
+            if lease is not None and (row["attempt"] != lease.attempt or row["lease_owner"] != lease.owner):
+                raise LeaseLost(lease)
             current = GenerationStatus(row["status"])
             ledger = LedgerState(row["state"]) if row["state"] is not None else None
             if current.finished:
@@ -471,73 +571,6 @@ class GenerationsMixin(Core):
         log.info("generation %s %s (%s %s credits)", generation_id, status, ledger, row["credits"])
         return Settlement(generation_id, status, ledger, row["credits"] or 0, changed=True)
 
-    # --- on start ----------------------------------------------------------------------------------------
-
-    async def reconcile(self, *, resume_ids: Collection[int] | None = None) -> ReconcileReport:
-        """Make the ledger agree with reality after a (re)start, in one transaction.
-
-        Unfinished generations are kept for resuming if their id is in `resume_ids` (default: those with a task
-        id that the upstream said is resumable); the others are marked failed (kind "restart") and refunded.
-        Reservations still held by finished generations are settled (succeeded: charged; otherwise refunded).
-        Running it twice changes nothing the second time.
-        """
-        now = self._now()
-        failed: list[Generation] = []
-        resumable: list[Generation] = []
-        settled: list[int] = []
-        refunded = 0
-        async with self._transaction() as conn:
-            rows = await fetchall(conn, f"SELECT * FROM generations WHERE status IN {_UNFINISHED} ORDER BY id")
-            for generation in (Generation.from_row(row) for row in rows):
-                keep = generation.can_resume if resume_ids is None else generation.id in resume_ids
-                if keep:
-                    resumable.append(generation)
-                    continue
-                await execute(
-                    conn,
-                    "UPDATE generations SET status = 'failed', error_kind = ?, error_message = ?, finished_at = ?, "
-                    "updated_at = ? WHERE id = ?",
-                    (RESTART, "the bot restarted and could not resume this job", now, now, generation.id),
-                )
-                changed, _ = await execute(
-                    conn,
-                    "UPDATE ledger SET state = 'refunded', settled_at = ?, note = 'restart' "
-                    "WHERE generation_id = ? AND state = 'reserved'",
-                    (now, generation.id),
-                )
-                if changed:
-                    refunded += generation.cost
-                row = await fetchone(conn, "SELECT * FROM generations WHERE id = ?", (generation.id,))
-                assert row is not None
-                failed.append(Generation.from_row(row))
-            strays = await fetchall(
-                conn,
-                "SELECT l.id, l.credits, g.status FROM ledger AS l "
-                "LEFT JOIN generations AS g ON g.id = l.generation_id "
-                f"WHERE l.state = 'reserved' AND (g.id IS NULL OR g.status NOT IN {_UNFINISHED})",
-            )
-            for stray in strays:
-                state = LedgerState.CHARGED if stray["status"] == GenerationStatus.SUCCEEDED else LedgerState.REFUNDED
-                await execute(
-                    conn,
-                    "UPDATE ledger SET state = ?, settled_at = ?, note = 'reconciled' WHERE id = ? "
-                    "AND state = 'reserved'",
-                    (state.value, now, stray["id"]),
-                )
-                settled.append(stray["id"])
-                if state == LedgerState.REFUNDED:
-                    refunded += stray["credits"]
-        if failed or settled:
-            log.warning(
-                "reconciled after start: %d unresumable jobs failed and refunded, %d stray reservations settled, "
-                "%d credits refunded",
-                len(failed),
-                len(settled),
-                refunded,
-            )
-        return ReconcileReport(tuple(failed), tuple(resumable), tuple(settled), refunded)
-
-
 __all__ = [
     "INTERACTION_TOKEN_TTL",
     "MODERATION",
@@ -545,7 +578,9 @@ __all__ = [
     "Generation",
     "GenerationStatus",
     "GenerationsMixin",
+    "Lease",
+    "LeaseGrant",
+    "LeaseLost",
     "NewGeneration",
-    "ReconcileReport",
     "Settlement",
 ]

@@ -68,15 +68,30 @@ async def migrate(conn: aiosqlite.Connection, *, target: int | None = None, path
         )
     for migration in migrations[current:target]:
         log.info("applying migration %s", migration.name)
-        script = f"BEGIN IMMEDIATE;\n{migration.sql}\nPRAGMA user_version = {migration.version};\nCOMMIT;"
-        try:
-            await conn.executescript(script)
-        except sqlite3.Error as exc:
-            if conn.in_transaction:
-                await conn.rollback()
-            raise StorageError(f"migration {migration.name} failed and was rolled back: {exc}") from exc
+        await _apply(conn, migration)
         current = migration.version
     return current
+
+
+async def _apply(conn: aiosqlite.Connection, migration: Migration) -> None:
+    """One migration in one transaction. Foreign keys are off while it runs (a table rebuild drops and renames
+    tables, which with them on would cascade), and checked before it commits."""
+    enforcing = bool(next(iter(await conn.execute_fetchall("PRAGMA foreign_keys")))[0])
+    await conn.execute("PRAGMA foreign_keys = OFF")  # a no-op inside a transaction: so it comes first
+    try:
+        await conn.executescript(f"BEGIN IMMEDIATE;\n{migration.sql}")
+        broken = list(await conn.execute_fetchall("PRAGMA foreign_key_check"))
+        if broken:
+            raise sqlite3.IntegrityError(f"{len(broken)} rows break a foreign key, e.g. in table {broken[0][0]}")
+        await conn.execute(f"PRAGMA user_version = {migration.version}")
+        await conn.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if conn.in_transaction:
+            await conn.rollback()
+        raise StorageError(f"migration {migration.name} failed and was rolled back: {exc}") from exc
+    finally:
+        if enforcing:
+            await conn.execute("PRAGMA foreign_keys = ON")
 
 
 __all__ = ["Migration", "known_migrations", "latest_version", "migrate", "schema_version"]

@@ -190,9 +190,10 @@ SELECT
     (SELECT json_array(allowance) FROM member_overrides WHERE guild_id = :guild AND user_id = :user) AS override,
     (SELECT MAX(reset_at) FROM quota_resets WHERE guild_id = :guild AND user_id IS NULL) AS guild_reset,
     (SELECT MAX(reset_at) FROM quota_resets WHERE guild_id = :guild AND user_id = :user) AS member_reset,
-    (SELECT COUNT(*) FROM generations WHERE guild_id = :guild AND status IN ('queued', 'running')) AS guild_running,
+    (SELECT COUNT(*) FROM generations WHERE guild_id = :guild AND status IN
+     ('queued', 'running', 'delivering')) AS guild_running,
     (SELECT COUNT(*) FROM generations
-       WHERE guild_id = :guild AND user_id = :user AND status IN ('queued', 'running')) AS running
+       WHERE guild_id = :guild AND user_id = :user AND status IN ('queued', 'running', 'delivering')) AS running
 FROM (SELECT 1) LEFT JOIN guild_settings AS gs ON gs.guild_id = :guild
 """
 

@@ -63,7 +63,7 @@ class UsageMixin(Core):
                 " COALESCE(SUM(g.status = 'succeeded'), 0) AS succeeded,"
                 " COALESCE(SUM(g.status = 'failed'), 0) AS failed,"
                 " COALESCE(SUM(g.status = 'cancelled'), 0) AS cancelled,"
-                " COALESCE(SUM(g.status IN ('queued', 'running')), 0) AS unfinished,"
+                " COALESCE(SUM(g.status IN ('queued', 'running', 'delivering')), 0) AS unfinished,"
                 " COALESCE(SUM(CASE WHEN l.state = 'charged' THEN l.credits END), 0) AS charged,"
                 " COALESCE(SUM(CASE WHEN l.state = 'reserved' THEN l.credits END), 0) AS reserved,"
                 " COALESCE(SUM(CASE WHEN l.state = 'refunded' THEN l.credits END), 0) AS refunded,"

@@ -49,6 +49,10 @@ IMAGE_TOO_BIG = "images can be at most"
 SECONDS = "makes videos of"
 NOT_YOURS = "can do that"
 GONE = "can't find that video"
+STALE = "This button no longer works"
+BANNED = "not allowed to make videos"
+CHANNEL_CLOSED = "Videos can only be made in"
+BUSY = "queue is full"
 BUTTON_GONE = "(the button is no longer on the message)"
 
 # The double's windows (5/5 s per channel, 5/2 s per webhook) shortened on both sides so a case takes a moment.
@@ -325,6 +329,195 @@ async def cancel_of_forgotten_generation(s: Sweep) -> str:
     return await s.answer_of(await s.double.click(progress, custom_id, user=s.member))
 
 
+# --- forged, foreign and stale presses; access before anything is spent ------------------------------------------
+
+
+def forged(
+    s: Sweep, kind: int, channel: Channel, data: dict[str, Any], *, user: Member | None = None
+) -> InteractionHandle:
+    """An interaction a modified client (or another guild's member) can make up: any custom_id, anywhere. A press
+    comes from a message carrying that button (a webhook's, say), as Discord requires."""
+    author = (user or s.member).user
+    message = None
+    if kind == InteractionType.MESSAGE_COMPONENT:
+        button = {"type": 2, "style": 1, "label": "x", "custom_id": data["custom_id"]}
+        row = {"type": 1, "components": [button]}
+        message = s.double.world.create_message(channel, author, content="x", components=[row])
+    interaction = s.double.world.create_interaction(kind, user=author, channel=channel, data=data, message=message)
+    return InteractionHandle(s.double, interaction)
+
+
+def modal_data(custom_id: str, change: str) -> dict[str, Any]:
+    text_input = {"type": 4, "custom_id": "change", "value": change}
+    return {"custom_id": custom_id, "components": [{"type": 1, "components": [text_input]}]}
+
+
+async def upstream_calls(s: Sweep) -> int:
+    return len([r for r in s.fake.state.requests if r.method == "POST"])
+
+
+async def remix_modal_from_another_guild(s: Sweep) -> str:
+    video = await s.video()
+    generation = await s.db.generation_by_result_message(video.id)
+    assert generation is not None
+    elsewhere = s.double.add_guild("elsewhere")
+    intruder = s.double.add_member(elsewhere, "intruder")
+    before = await upstream_calls(s)
+    handle = forged(
+        s,
+        InteractionType.MODAL_SUBMIT,
+        elsewhere.text_channels[0],
+        modal_data(f"sora:remix-modal:{generation.id}", "now in guild 2"),
+        user=intruder,
+    )
+    answer = await s.answer_of(handle)
+    assert await upstream_calls(s) == before, "a forged submit reached the gateway"
+    return answer
+
+
+async def cancel_from_another_guild(s: Sweep) -> str:
+    handle = await s.slash(prompt="a slow sunrise fake:steps=30 fake:interval=0.05")
+    progress = await handle.wait_original(lambda m: "sora:cancel:" in str(m.components))
+    custom_id = next(c for c in progress.custom_ids() if c.startswith("sora:cancel:"))
+    elsewhere = s.double.add_guild("elsewhere")
+    intruder = s.double.add_member(elsewhere, "intruder", permissions=8)  # an admin — of another guild
+    data = {"custom_id": custom_id, "component_type": 2}
+    press = forged(s, InteractionType.MESSAGE_COMPONENT, elsewhere.text_channels[0], data, user=intruder)
+    answer = await s.answer_of(press)
+    await s.settle()
+    assert (await s.db.get_generation(1)).status == "succeeded"  # type: ignore[union-attr]
+    return answer
+
+
+async def reroll_from_another_channel(s: Sweep) -> str:
+    video = await s.video()
+    custom_id = next(c for c in video.custom_ids() if c.startswith("sora:reroll:"))
+    other_channel = s.double.add_channel(name="elsewhere")
+    data = {"custom_id": custom_id, "component_type": 2}
+    return await s.answer_of(forged(s, InteractionType.MESSAGE_COMPONENT, other_channel, data))
+
+
+async def button_of_an_older_version(s: Sweep) -> str:
+    data = {"custom_id": "sora:regenerate:12", "component_type": 2}
+    return await s.answer_of(forged(s, InteractionType.MESSAGE_COMPONENT, s.channel, data))
+
+
+async def button_of_another_bot_scheme(s: Sweep) -> str:
+    data = {"custom_id": "persistent_view:retry", "component_type": 2}
+    return await s.answer_of(forged(s, InteractionType.MESSAGE_COMPONENT, s.channel, data))
+
+
+async def modal_of_an_older_version(s: Sweep) -> str:
+    return await s.answer_of(forged(s, InteractionType.MODAL_SUBMIT, s.channel, modal_data("sora:edit:3", "x")))
+
+
+async def remix_modal_empty_change(s: Sweep) -> str:
+    video = await s.video()
+    generation = await s.db.generation_by_result_message(video.id)
+    assert generation is not None
+    handle = forged(s, InteractionType.MODAL_SUBMIT, s.channel, modal_data(f"sora:remix-modal:{generation.id}", " "))
+    return await s.answer_of(handle)
+
+
+async def remix_modal_huge_change(s: Sweep) -> str:
+    video = await s.video()
+    generation = await s.db.generation_by_result_message(video.id)
+    assert generation is not None
+    change = "z" * 50_000
+    handle = forged(s, InteractionType.MODAL_SUBMIT, s.channel, modal_data(f"sora:remix-modal:{generation.id}", change))
+    return await s.answer_of(handle)
+
+
+async def remix_modal_of_unknown_video(s: Sweep) -> str:
+    handle = forged(s, InteractionType.MODAL_SUBMIT, s.channel, modal_data("sora:remix-modal:999999", "hi"))
+    return await s.answer_of(handle)
+
+
+async def banned_member_with_image(s: Sweep) -> str:
+    await s.db.ban_member(s.double.guild.id, s.member.id, reason="spam")
+    handle = await s.slash(prompt="animate this", image=Upload("cat.png", PNG, "image/png"))
+    answer = await s.answer_of(handle)
+    assert handle.response_type == 4, "deferred publicly before refusing"
+    assert s.double.cdn_requests == [], "the attachment was downloaded for a banned member"
+    return answer
+
+
+async def closed_channel_with_image(s: Sweep) -> str:
+    elsewhere = s.double.add_channel(name="videos-only")
+    await s.db.allow_channel(s.double.guild.id, elsewhere.id)
+    handle = await s.slash(prompt="animate this", image=Upload("cat.png", PNG, "image/png"))
+    answer = await s.answer_of(handle)
+    assert handle.response_type == 4 and s.double.cdn_requests == []
+    return answer
+
+
+async def banned_member_replies_with_image(s: Sweep) -> str:
+    video = await s.video()
+    await s.db.ban_member(s.double.guild.id, s.member.id, reason="spam")
+    downloads = len(s.double.cdn_requests)
+    reply = await s.double.reply(
+        video, "make it pink", user=s.member, attachments=[Upload("cat.png", PNG, "image/png")]
+    )
+    answer = await s.double.wait_for_message(
+        reply.channel, predicate=lambda m: m.reference is reply and m.author.id == s.double.bot_user.id, timeout=10
+    )
+    assert len(s.double.cdn_requests) == downloads
+    return answer.content
+
+
+async def mention_of_the_bot(s: Sweep) -> None:
+    await s.double.send_message(content=f"<@{s.double.bot_user.id}> hello there", user=s.member)
+    await s.settle()
+    return None
+
+
+async def cancel_pressed_twice(s: Sweep) -> str:
+    handle = await s.slash(prompt="a slow sunrise fake:steps=200 fake:interval=0.05")
+    progress = await handle.wait_original(lambda m: "sora:cancel:" in str(m.components))
+    custom_id = next(c for c in progress.custom_ids() if c.startswith("sora:cancel:"))
+    await s.stale_click(progress, custom_id, user=s.member)
+    second = await s.stale_click(progress, custom_id, user=s.member)  # from a client that didn't update yet
+    await s.settle()
+    return await s.answer_of(second)
+
+
+async def masked_link_in_the_prompt(s: Sweep) -> str:
+    handle = await s.slash(prompt=f"[free nitro](https://evil.example) # HEADER {QUICK}")
+    await s.settle()
+    for message in s.bot_messages():
+        text = message.content + json.dumps(message.embeds)
+        assert "[free nitro](https://evil.example)" not in text, "a masked link was reposted live"
+    for thread in s.double.threads():
+        assert "](" not in thread.name and not thread.name.startswith("#"), thread.name
+    return await s.answer_of(handle)
+
+
+async def queue_full(s: Sweep) -> str:
+    await s.harness.restart(
+        settings_overrides={"sora_edit_interval": 0.2, "sora_max_concurrent_jobs": 1, "sora_max_queued_jobs": 1}
+    )
+    first = await s.slash(prompt="the first fake:steps=200 fake:interval=0.05")
+    await first.wait_original(lambda m: "sora:cancel:" in str(m.components) and "Waiting" not in json.dumps(m.embeds))
+    second = await s.slash(prompt="the second fake:steps=200 fake:interval=0.05", user=s.other)
+    await second.wait_original(lambda m: "Waiting for a free slot" in json.dumps(m.embeds))  # the queue is full
+    handle = await s.slash(prompt="the third", user=s.double.add_member(name="carol"))
+    answer = await s.answer_of(handle)
+    assert handle.response_type == 4
+    for job in list(s.bot.jobs.jobs):
+        await s.bot.jobs.request_cancel(job, s.member.id)
+    return answer
+
+
+async def reply_with_a_text_file(s: Sweep) -> str:
+    video = await s.video()
+    notes = Upload("notes.txt", b"hi", "text/plain")
+    reply = await s.double.reply(video, "use this", user=s.member, attachments=[notes])
+    answer = await s.double.wait_for_message(
+        reply.channel, predicate=lambda m: m.reference is reply and m.author.id == s.double.bot_user.id, timeout=10
+    )
+    return answer.content
+
+
 CASES = [
     Case("empty prompt (stale client)", empty_prompt_stale_client, EMPTY),
     Case("whitespace prompt", blank_prompt, EMPTY),
@@ -351,6 +544,23 @@ CASES = [
     Case("Re-roll of a video the database forgot", reroll_of_forgotten_generation, GONE),
     Case("Cancel of a job the database forgot", cancel_of_forgotten_generation, (GONE, BUTTON_GONE)),
     Case("Re-roll from before a restart, by another member", reroll_from_before_restart_by_other, NOT_YOURS, charges=1),
+    Case("remix modal forged from another guild", remix_modal_from_another_guild, GONE, charges=1),
+    Case("Cancel forged by another guild's admin", cancel_from_another_guild, GONE, charges=1),
+    Case("Re-roll forged in another channel", reroll_from_another_channel, GONE, charges=1),
+    Case("button of an older version", button_of_an_older_version, STALE),
+    Case("button of another bot's scheme", button_of_another_bot_scheme, STALE),
+    Case("modal of an older version", modal_of_an_older_version, STALE),
+    Case("remix modal with a blank change", remix_modal_empty_change, EMPTY, charges=1),
+    Case("remix modal with 50,000 characters", remix_modal_huge_change, TOO_LONG, charges=1),
+    Case("remix modal of an unknown video", remix_modal_of_unknown_video, GONE),
+    Case("banned member with an image", banned_member_with_image, BANNED),
+    Case("closed channel with an image", closed_channel_with_image, CHANNEL_CLOSED),
+    Case("banned member replies to a video with an image", banned_member_replies_with_image, BANNED, charges=1),
+    Case("a plain mention of the bot", mention_of_the_bot, None),
+    Case("Cancel pressed twice", cancel_pressed_twice, ("already being cancelled", "already finished")),
+    Case("masked link and header in the prompt", masked_link_in_the_prompt, "free nitro", charges=1),
+    Case("the queue is full", queue_full, BUSY),
+    Case("reply to a video with a text file", reply_with_a_text_file, NOT_IMAGE, charges=1),
 ]
 
 

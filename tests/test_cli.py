@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import json
 import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 
 SORA_BOT = Path(sys.executable).with_name("sora-bot")
 API_KEY = "sk-cli-test-5f2b9c0d"
@@ -175,3 +179,302 @@ def test_a_bad_setting_exits_2_naming_it(gateway: Gateway, tmp_path: Path, setti
     [line] = error_lines(result.stderr)
     assert setting in line
     assert result.stdout == ""
+
+
+# --- text from the gateway or the user is printed, never interpreted ------------------------------------------
+
+# Rich markup that crashes a markup print ([/bold]) or plants a terminal link, an emoji code, and a raw OSC 8
+# hyperlink escape sequence. The truncated key is what some gateways echo back ("Incorrect API key: sk-...").
+HOSTILE = (
+    "bad [/bold] input [link=https://evil.example]x[/link] :warning: "
+    "\x1b]8;;https://evil.example\x1b\\y\x1b]8;;\x1b\\ "
+    f"key {API_KEY[:12]}..."
+)
+REFUSED_TOKEN = "not-a-real-token"
+KNOWN_APPLICATION_ID = 424242424242424242
+
+
+@dataclass
+class HostileGateway:
+    """A tiny gateway-and-Discord look-alike on 127.0.0.1 whose every error message is `HOSTILE`."""
+
+    base_url: str = ""
+    seen: list[str] = field(default_factory=list)
+
+
+def hostile_app(server: HostileGateway) -> web.Application:
+    async def models(request: web.Request) -> web.Response:
+        server.seen.append(request.path)
+        return web.json_response({"error": {"message": HOSTILE, "code": "invalid_api_key"}}, status=401)
+
+    async def create_video(request: web.Request) -> web.Response:
+        server.seen.append(request.path)
+        return web.json_response({"error": {"message": HOSTILE, "code": "invalid_request"}}, status=400)
+
+    async def discord_application(request: web.Request) -> web.Response:
+        server.seen.append(request.path)
+        if request.headers.get("Authorization") == f"Bot {REFUSED_TOKEN}":
+            return web.json_response({"message": "401: Unauthorized", "code": 0}, status=401)
+        return web.json_response({"id": str(KNOWN_APPLICATION_ID), "name": "sora"})
+
+    async def discord_me(request: web.Request) -> web.Response:
+        server.seen.append(request.path)
+        return web.json_response({"message": "401: Unauthorized", "code": 0}, status=401)
+
+    app = web.Application()
+    app.router.add_get("/v1/models", models)
+    app.router.add_post("/v1/videos", create_video)
+    app.router.add_get("/api/v10/oauth2/applications/@me", discord_application)
+    app.router.add_get("/api/v10/users/@me", discord_me)
+    return app
+
+
+@pytest.fixture(scope="module")
+def hostile() -> Iterator[HostileGateway]:
+    """Served from a thread of its own, so the synchronous CLI runs below can reach it."""
+    server = HostileGateway()
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="hostile-gateway", daemon=True)
+    thread.start()
+    runner = web.AppRunner(hostile_app(server))
+
+    async def start() -> None:
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", 0).start()
+
+    asyncio.run_coroutine_threadsafe(start(), loop).result(timeout=10)
+    host, port = runner.addresses[0][:2]
+    server.base_url = f"http://{host}:{port}"
+    try:
+        yield server
+    finally:
+        asyncio.run_coroutine_threadsafe(runner.cleanup(), loop).result(timeout=10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(timeout=10)
+        loop.close()
+
+
+def assert_shown_verbatim(stderr: str) -> None:
+    assert "Traceback" not in stderr
+    assert "[/bold]" in stderr and "[link=https://evil.example]x[/link]" in stderr and ":warning:" in stderr
+    assert "\x1b" not in stderr  # the escape sequence is shown as text, not sent to the terminal
+    assert "\\x1b]8;;https://evil.example" in stderr
+    assert API_KEY[:12] not in stderr
+
+
+def test_check_prints_a_hostile_gateway_message_as_text(hostile: HostileGateway, tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "check", base_url=hostile.base_url)
+
+    assert result.returncode == 1
+    [config_line, line] = error_lines(result.stderr)
+    assert config_line.startswith("config ok")
+    assert line.startswith("error: the gateway refused the check call: auth: bad [/bold] input")
+    assert "SORA_API_KEY" in line
+    assert_shown_verbatim(result.stderr)
+
+
+def test_generate_prints_a_hostile_gateway_message_as_text(hostile: HostileGateway, tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "generate", "a cat", "--json", base_url=hostile.base_url)
+
+    assert result.returncode == 1
+    [line] = error_lines(result.stderr)
+    assert line.startswith("failed: bad_request: bad [/bold] input [link=https://evil.example]x[/link]")
+    assert_shown_verbatim(result.stderr)
+    outcome = json.loads(result.stdout)
+    assert outcome["status"] == "failed" and "[/bold]" in outcome["error"]
+    assert API_KEY[:12] not in result.stdout
+    assert "/v1/videos" in hostile.seen
+
+
+def test_user_text_in_an_error_is_printed_as_text(gateway: Gateway, tmp_path: Path) -> None:
+    result = run_cli(
+        tmp_path, "generate", "a cat", "--model", "[/bold][link=https://evil.example]m", base_url=gateway.base_url
+    )
+
+    assert result.returncode == 1
+    [line] = error_lines(result.stderr)
+    assert line.startswith("error: unknown model '[/bold][link=https://evil.example]m'; configured: ")
+    assert "Traceback" not in result.stderr
+
+
+def test_a_setting_value_with_markup_is_printed_as_text(gateway: Gateway, tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "check", base_url=gateway.base_url, SORA_MODEL="[/bold]")
+
+    assert result.returncode == 2
+    [line] = error_lines(result.stderr)
+    assert line.startswith("config error: SORA_MODEL") and "'[/bold]'" in line
+
+
+def test_an_output_path_with_markup_is_printed_as_text(gateway: Gateway, tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "generate", "a cat", "--out", "[red]cat[link=x].mp4", base_url=gateway.base_url)
+
+    assert result.returncode == 0, result.stderr
+    [line] = error_lines(result.stderr)
+    assert line.startswith("wrote [red]cat[link=x].mp4 (")
+    assert (tmp_path / "[red]cat[link=x].mp4").read_bytes()[4:8] == b"ftyp"
+
+
+# --- every failure is one line and an exit code ---------------------------------------------------------------
+
+
+def unreachable_url() -> str:
+    return f"http://127.0.0.1:{free_port()}"  # bound a moment ago, nobody listens there now
+
+
+def test_check_with_the_gateway_down_fails_with_one_line(tmp_path: Path) -> None:
+    base_url = unreachable_url()
+    result = run_cli(tmp_path, "check", base_url=base_url)
+
+    assert result.returncode == 1
+    [_, line] = error_lines(result.stderr)
+    assert line == f"error: could not reach the gateway at {base_url} (Connection refused): check SORA_BASE_URL"
+
+
+@pytest.mark.parametrize("api_format", FORMATS)
+def test_generate_with_the_gateway_down_fails_with_one_line(tmp_path: Path, api_format: str) -> None:
+    result = run_cli(
+        tmp_path, "generate", "a cat", base_url=unreachable_url(), api_format=api_format, SORA_RETRY_ATTEMPTS="0"
+    )
+
+    assert result.returncode == 1
+    [line] = error_lines(result.stderr)
+    assert line.startswith("failed: upstream: ") and "SORA_BASE_URL" in line
+    assert "Traceback" not in result.stderr
+
+
+def test_generate_into_a_missing_folder_fails_before_asking_the_gateway(
+    hostile: HostileGateway, tmp_path: Path
+) -> None:
+    before = len(hostile.seen)
+    result = run_cli(
+        tmp_path, "generate", "a cat", "--out", str(tmp_path / "nope" / "cat.mp4"), base_url=hostile.base_url
+    )
+
+    assert result.returncode == 1
+    [line] = error_lines(result.stderr)
+    assert line == f"error: --out: the folder {tmp_path / 'nope'} doesn't exist"
+    assert len(hostile.seen) == before
+
+
+@pytest.mark.parametrize("command", ["check", "invite", "run"])
+def test_a_bad_setting_stops_every_command_with_one_line(gateway: Gateway, tmp_path: Path, command: str) -> None:
+    result = run_cli(tmp_path, command, base_url=gateway.base_url, SORA_POLL_INTERVAL="-1", DISCORD_TOKEN="x.y.z")
+    assert result.returncode == 2
+    [line] = error_lines(result.stderr)
+    assert line.startswith("config error: SORA_POLL_INTERVAL")
+
+
+def token_for(application_id: int) -> str:
+    first = base64.b64encode(str(application_id).encode()).decode().rstrip("=")
+    return f"{first}.GhJkLm.{'x' * 38}"
+
+
+def test_invite_reads_the_application_id_from_the_token_without_discord(tmp_path: Path) -> None:
+    result = run_cli(
+        tmp_path,
+        "invite",
+        base_url=unreachable_url(),
+        DISCORD_TOKEN=token_for(123456789012345678),
+        DISCORD_API_BASE=unreachable_url(),
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip().startswith("https://discord.com/oauth2/authorize?client_id=123456789012345678&")
+    assert result.stderr == ""
+
+
+def test_invite_asks_discord_when_the_token_does_not_say(hostile: HostileGateway, tmp_path: Path) -> None:
+    result = run_cli(
+        tmp_path, "invite", base_url=hostile.base_url, DISCORD_TOKEN="opaque", DISCORD_API_BASE=hostile.base_url
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert f"client_id={KNOWN_APPLICATION_ID}&" in result.stdout
+
+
+def test_invite_with_discord_down_fails_with_one_line(tmp_path: Path) -> None:
+    discord_url = unreachable_url()
+    result = run_cli(
+        tmp_path, "invite", base_url=discord_url, DISCORD_TOKEN=REFUSED_TOKEN, DISCORD_API_BASE=discord_url
+    )
+
+    assert result.returncode == 1
+    [line] = error_lines(result.stderr)
+    assert line.startswith(f"error: could not reach Discord at {discord_url} (Connection refused)")
+    assert "DISCORD_API_BASE" in line and "--client-id" in line
+    assert result.stdout == ""
+
+
+def test_invite_with_a_refused_token_fails_with_one_line(hostile: HostileGateway, tmp_path: Path) -> None:
+    result = run_cli(
+        tmp_path, "invite", base_url=hostile.base_url, DISCORD_TOKEN=REFUSED_TOKEN, DISCORD_API_BASE=hostile.base_url
+    )
+
+    assert result.returncode == 1
+    [line] = error_lines(result.stderr)
+    assert line.startswith("error: Discord refused DISCORD_TOKEN (401)")
+    assert REFUSED_TOKEN not in result.stdout + result.stderr
+
+
+def test_invite_without_a_token_names_the_setting(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "invite", base_url=unreachable_url())
+    assert result.returncode == 2
+    [line] = error_lines(result.stderr)
+    assert line.startswith("config error: DISCORD_TOKEN")
+
+
+def error_records(stderr: str) -> list[str]:
+    return [line for line in error_lines(stderr) if " ERROR " in line or line.startswith(("error:", "config error:"))]
+
+
+def test_run_with_discord_down_fails_with_one_line(tmp_path: Path) -> None:
+    discord_url = unreachable_url()
+    result = run_cli(
+        tmp_path,
+        "run",
+        base_url=unreachable_url(),
+        DISCORD_TOKEN=token_for(1234567890),
+        DISCORD_API_BASE=discord_url,
+        DISCORD_GATEWAY_URL=discord_url.replace("http", "ws"),
+    )
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    [line] = error_records(result.stderr)
+    assert f"could not reach Discord at {discord_url} (Connection refused)" in line and "DISCORD_API_BASE" in line
+    assert error_lines(result.stderr)[-1] == line
+
+
+def test_run_with_a_refused_token_fails_with_one_line(hostile: HostileGateway, tmp_path: Path) -> None:
+    result = run_cli(
+        tmp_path,
+        "run",
+        base_url=hostile.base_url,
+        DISCORD_TOKEN=REFUSED_TOKEN,
+        DISCORD_API_BASE=hostile.base_url,
+        DISCORD_GATEWAY_URL=hostile.base_url.replace("http", "ws"),
+    )
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    [line] = error_records(result.stderr)
+    assert "Discord refused DISCORD_TOKEN" in line
+    assert REFUSED_TOKEN not in result.stderr
+
+
+def test_fake_upstream_on_a_busy_port_fails_with_one_line(tmp_path: Path) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = subprocess.run(
+            [str(SORA_BOT), "fake-upstream", "--port", str(port)],
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    assert result.returncode == 1
+    [line] = error_lines(result.stderr)
+    assert line == f"error: cannot listen on 127.0.0.1:{port}: Address already in use (pick another --port or --host)"

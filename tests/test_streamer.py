@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
+import weakref
 
-from bot.clock import Clock
-from bot.streamer import EditScheduler, MessagePayload, Priority, ProgressStreamer
+from bot.clock import Clock, FakeClock
+from bot.streamer import (
+    INTERACTION_TOKEN_LIFE,
+    SWEEP_EVERY,
+    EditScheduler,
+    MessagePayload,
+    Priority,
+    ProgressStreamer,
+    webhook_key,
+)
 
 
 class RecordingTarget:
@@ -132,3 +142,77 @@ async def test_interaction_edits_are_not_held_to_the_global_budget() -> None:
     assert await streamer.close(MessagePayload(content="done"), give_up_after=2)
     assert len(renders) <= 2  # rendered only when an edit went out, not per update
     await scheduler.close()
+
+
+def budget_kinds(scheduler: EditScheduler) -> dict[str, int]:
+    kinds: dict[str, int] = {}
+    for key in scheduler.windows:
+        kind = key.partition(":")[0]
+        kinds[kind] = kinds.get(kind, 0) + 1
+    return kinds
+
+
+async def test_the_scheduler_forgets_what_it_no_longer_needs() -> None:
+    """Windows of dead interaction tokens, idle channel and thread windows and finished streamers all go; live
+    tokens keep their budget. Time is the fake clock's: five batches of interactions a minute apart."""
+    clock = FakeClock()
+    scheduler = EditScheduler(clock, interval=0.01, global_budget=(10_000, 1.0))
+    finished: list[weakref.ref[ProgressStreamer]] = []
+    live_tokens: set[str] = set()
+    for batch in range(5):
+        streamers = []
+        for index in range(40):
+            number = batch * 40 + index
+            target = RecordingTarget(number, clock)
+            target.budget_keys = (webhook_key(f"interaction-token-{number}"),)
+            target.expires_at = clock.time() + INTERACTION_TOKEN_LIFE  # type: ignore[assignment]
+            await scheduler.reserve(target.budget_keys)  # the first progress state, as `first_target` does
+            streamer = ProgressStreamer(scheduler, target)
+            streamer.update(MessagePayload(content="50%"))
+            streamers.append(streamer)
+            await scheduler.reserve((f"channel:{number}",))  # the result message
+            await scheduler.reserve((f"threads:{number}",))  # its thread
+            followup_token = f"followup-token-{number}"  # an interaction answered without a streamer
+            scheduler.observe_response("POST", f"http://127.0.0.1/api/v10/webhooks/1/{followup_token}", 200, {})
+            live_tokens |= {target.budget_keys[0], webhook_key(followup_token)}
+        results = await asyncio.gather(*(streamer.close(MessagePayload(content="done")) for streamer in streamers))
+        assert all(results)
+        await asyncio.gather(*scheduler.flushing)
+        finished.extend(weakref.ref(streamer) for streamer in streamers)
+        del streamers, streamer, target
+        clock.advance(60.0)
+
+    assert {key for key in scheduler.windows if key.startswith("webhook:")} == live_tokens
+    assert budget_kinds(scheduler)["channel"] <= 40  # earlier batches' channels were idle long enough to go
+
+    clock.advance(SWEEP_EVERY)
+    scheduler.wait_time(("channel:1",))  # any use of the budgets looks for windows to forget now and then
+    assert budget_kinds(scheduler) == {"webhook": len(live_tokens), "channel": 1}  # tokens still alive: kept
+
+    clock.advance(INTERACTION_TOKEN_LIFE)
+    scheduler.wait_time(("channel:1",))
+    assert set(scheduler.windows) == {"channel:1"}
+
+    assert not scheduler.waiting and not scheduler.flushing
+    gc.collect()
+    assert all(ref() is None for ref in finished)  # nothing in the scheduler keeps a finished streamer alive
+
+
+async def test_forgetting_never_lifts_a_budget_still_in_force() -> None:
+    clock = FakeClock()
+    scheduler = EditScheduler(clock, interval=0.01)
+    url = "http://127.0.0.1/api/v10/channels/55/messages/66"
+    scheduler.observe_response("PATCH", url, 429, {"Retry-After": "300"})
+    for _ in range(5):
+        scheduler.consume(("channel:56",))
+    assert scheduler.wait_time(("channel:56",)) > 0  # its five calls are spent
+
+    clock.advance(SWEEP_EVERY + 1)
+    scheduler.wait_time(("channel:1",))
+    assert scheduler.wait_time(("channel:55",)) > 200  # still backing off after the 429: kept, not forgotten
+    assert "channel:56" not in scheduler.windows  # idle longer than its window: forgotten
+    assert scheduler.wait_time(("channel:56",)) == 0  # and a fresh window allows what the old one would have
+
+    clock.advance(300)
+    scheduler.wait_time(("channel:1",))
+    assert "channel:55" not in scheduler.windows

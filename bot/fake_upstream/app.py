@@ -21,12 +21,25 @@ Put directives in the prompt (they survive the trip through Discord) or in an `X
 | `fake:html` | the "video" link serves an HTML error page |
 | `fake:huge` | the video is 120 MiB, over every Discord upload limit |
 | `fake:poll429` | polls answer 429 once before answering normally |
+| `fake:slowdownload=N` | the video file is served at N bytes/s (`=0`: headers, then silence) |
+| `fake:result_host=HOST` | video and thumbnail links name HOST (e.g. `localhost`, `127.0.0.2`) instead of the gateway |
+| `fake:redirect_host=HOST` | the video file answers 302 to the same file on HOST |
+| `fake:redirects=N` | the video file answers N chained 302s (same host) before the file |
+| `fake:signed` | video and thumbnail links carry a `sig=` signature query parameter |
+| `fake:hugeerror` | the create call answers HTTP 500 with an endless error body (`HUGE_BYTES`, streamed) |
+| `fake:hugejson` | the answer (the first poll; the create answer for chat and images) is an endless JSON body |
+| `fake:hugeevent` | chat: one stream event that never ends (no blank line) |
+| `fake:hugetext` | chat: ordinary content events without end, far past any sane answer length |
+
+The `huge*` bodies are written as the client reads them; `FakeState.huge_sent` counts the bytes that went out
+(so a test can tell that the client stopped reading early) and `FakeState.huge_finished` says the whole body went.
 
 The gateway accepts any bearer key unless the app was built with `api_key=...`, in which case others get 401.
 """
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import re
 import time
@@ -38,8 +51,10 @@ from typing import Any
 from aiohttp import web
 
 SCENARIO_HEADER = "X-Fake-Scenario"
+STALL_FOREVER = 600.0
 DIRECTIVE = re.compile(r"fake:([a-z0-9_]+)(?:=([\w.]+))?", re.IGNORECASE)
 HUGE_BYTES = 120 * 1024 * 1024
+ENDLESS_BYTES = 256 * 1024 * 1024  # what the `huge*` directives would send if nobody stopped reading
 SIZE_VALUE = re.compile(r"^(\d+(?:\.\d+)?)(b|kib|mib|gib|kb|mb|gb)?$", re.IGNORECASE)
 SIZE_UNITS = {None: 1, "b": 1, "kib": 2**10, "mib": 2**20, "gib": 2**30, "kb": 10**3, "mb": 10**6, "gb": 10**9}
 
@@ -69,9 +84,13 @@ class Scenario:
     queue: int | None = None
     video_bytes: int | None = None
     faults: frozenset[str] = frozenset()
+    values: dict[str, str] = field(default_factory=dict)  # `fake:NAME=VALUE` directives not read above
 
     def has(self, fault: str) -> bool:
         return fault in self.faults
+
+    def value(self, name: str) -> str | None:
+        return self.values.get(name)
 
     @property
     def total_seconds(self) -> float:
@@ -81,6 +100,7 @@ class Scenario:
     def parse(cls, text: str, config: FakeConfig) -> Scenario:
         steps, interval, queue, video_bytes = config.steps, config.interval, None, None
         faults: set[str] = set()
+        values: dict[str, str] = {}
         for name, value in DIRECTIVE.findall(text or ""):
             name = name.lower()
             if name == "steps" and value:
@@ -95,7 +115,9 @@ class Scenario:
                 video_bytes = HUGE_BYTES
             else:
                 faults.add(name)
-        return cls(steps, interval, queue, video_bytes, frozenset(faults))
+                if value:
+                    values[name] = value
+        return cls(steps, interval, queue, video_bytes, frozenset(faults), values)
 
 
 def parse_size(value: str) -> int:
@@ -165,6 +187,8 @@ class FakeState:
     # Benchmarks set this to learn when each piece of a job's stream went out: `trace(video, text)` is called
     # right after the chat format wrote a status/progress/result text (e.g. "16..", "> 生成完成 ✅ ...").
     trace: Callable[[FakeVideo, str], None] | None = None
+    huge_sent: int = 0  # bytes of the last `huge*` body that went out
+    huge_finished: bool = False  # ... and whether all of it did
 
     def new_id(self, prefix: str) -> str:
         return f"{prefix}_{next(self.ids):06d}"
@@ -180,10 +204,20 @@ class FakeState:
         ]
 
     def video_file_url(self, request: web.Request, video: FakeVideo) -> str:
-        return str(request.url.with_path(f"/files/{video.id}.mp4").with_query(None))
+        return result_url(request, video, f"/files/{video.id}.mp4")
 
     def thumbnail_url(self, request: web.Request, video: FakeVideo) -> str:
-        return str(request.url.with_path(f"/files/{video.id}.png").with_query(None))
+        return result_url(request, video, f"/files/{video.id}.png")
+
+
+def result_url(request: web.Request, video: FakeVideo, path: str) -> str:
+    url = request.url.with_path(path).with_query(None)
+    host = video.scenario.value("result_host")
+    if host:
+        url = url.with_host(host)
+    if video.scenario.has("signed"):
+        url = url.with_query({"expires": "1999999999", "sig": "c2lnbmVkLWJ5LXRoZS1jZG4"})
+    return str(url)
 
 
 STATE_KEY = web.AppKey("fake_state", FakeState)
@@ -211,6 +245,38 @@ def create_fault_response(scenario: Scenario) -> web.Response | None:
     if scenario.has("500"):
         return openai_error(500, "The server had an error while processing your request", type_="server_error")
     return None
+
+
+async def stream_huge(
+    request: web.Request, *, head: bytes, tail: bytes, status: int = 200, content_type: str = "application/json"
+) -> web.StreamResponse:
+    """A body of `ENDLESS_BYTES` (`head`, filler, `tail`), chunked, written only as fast as the client reads."""
+    state = state_of(request)
+    state.huge_sent, state.huge_finished = 0, False
+    response = web.StreamResponse(status=status, headers={"Content-Type": content_type})
+    response.enable_chunked_encoding()
+    filler = b"a" * (64 * 1024)
+    try:
+        await response.prepare(request)
+        await response.write(head)
+        state.huge_sent += len(head)
+        while state.huge_sent < ENDLESS_BYTES:
+            await response.write(filler)
+            state.huge_sent += len(filler)
+        await response.write(tail)
+        await response.write_eof()
+        state.huge_finished = True
+    except ConnectionError:
+        pass  # the client stopped reading, as it should
+    return response
+
+
+async def huge_error(request: web.Request) -> web.StreamResponse:
+    return await stream_huge(request, status=500, head=b'{"error": {"message": "', tail=b'"}}')
+
+
+async def huge_json(request: web.Request) -> web.StreamResponse:
+    return await stream_huge(request, head=b'{"id": "huge", "status": "in_progress", "padding": "', tail=b'"}')
 
 
 async def video_body(video: FakeVideo) -> AsyncIterator[bytes]:
@@ -243,10 +309,32 @@ async def serve_video(request: web.Request, video: FakeVideo) -> web.StreamRespo
     response = web.StreamResponse(headers={"Content-Type": "video/mp4"})
     response.content_length = video_length(video)
     await response.prepare(request)
-    async for chunk in video_body(video):
-        await response.write(chunk)
-    await response.write_eof()
+    rate = video.scenario.value("slowdownload")
+    try:
+        if rate is not None:
+            await write_slowly(response, video, float(rate))
+        else:
+            async for chunk in video_body(video):
+                await response.write(chunk)
+        await response.write_eof()
+    except ConnectionError:
+        pass  # the client gave up (too slow for it, say)
     return response
+
+
+SLOW_TICK = 0.05  # seconds between the writes of a slow download
+
+
+async def write_slowly(response: web.StreamResponse, video: FakeVideo, rate: float) -> None:
+    """The video at `rate` bytes/s, a small piece every SLOW_TICK; a rate of 0 sends nothing at all."""
+    if rate <= 0:
+        await asyncio.sleep(STALL_FOREVER)
+        return
+    piece = max(1, int(rate * SLOW_TICK))
+    async for chunk in video_body(video):
+        for start in range(0, len(chunk), piece):
+            await response.write(chunk[start : start + piece])
+            await asyncio.sleep(SLOW_TICK)
 
 
 async def serve_file(request: web.Request) -> web.StreamResponse:
@@ -255,9 +343,27 @@ async def serve_file(request: web.Request) -> web.StreamResponse:
     video = state_of(request).videos.get(video_id)
     if video is None:
         return web.Response(status=404, text="not found")
+    redirect = file_redirect(request, video, extension)
+    if redirect is not None:
+        return redirect
     if extension == "png":
         return web.Response(body=sample_thumbnail(), content_type="image/png")
     return await serve_video(request, video)
+
+
+def file_redirect(request: web.Request, video: FakeVideo, extension: str) -> web.Response | None:
+    """The 302 the `redirect_host` / `redirects=N` directives ask for on this hop, if any."""
+    if extension != "mp4":
+        return None
+    hop = int(request.query.get("hop", "0"))
+    target = request.url.with_query({"hop": str(hop + 1)})
+    host = video.scenario.value("redirect_host")
+    chain = int(float(video.scenario.value("redirects") or 0))
+    if host and hop == 0:
+        target = target.with_host(host)
+    elif hop >= chain:
+        return None
+    return web.Response(status=302, headers={"Location": str(target)})
 
 
 @web.middleware

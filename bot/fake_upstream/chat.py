@@ -21,6 +21,8 @@ Directives (besides the common ones in `bot.fake_upstream.app`):
 | `fake:keepalive` | `: ping` comment lines between events |
 | `fake:usage` | a trailing `"choices": []` chunk carrying usage |
 | `fake:upper` | `finish_reason` in upper case (`STOP`) |
+| `fake:hugeevent` / `fake:hugetext` | after a little progress, one endless event / endless content events |
+| `fake:hugejson` / `fake:hugeerror` | an endless `chat.completion` JSON body / an endless HTTP 500 error body |
 
 `stream: false` waits for the whole job, then answers one `chat.completion` with the same text.
 With `FakeConfig.replay_file` set, the endpoint streams that file's bytes verbatim (a real gateway's capture);
@@ -43,11 +45,14 @@ from typing import Any
 from aiohttp import web
 
 from bot.fake_upstream.app import (
+    ENDLESS_BYTES,
     FakeState,
     FakeVideo,
     create_fault_response,
+    huge_error,
     openai_error,
     state_of,
+    stream_huge,
 )
 
 log = logging.getLogger(__name__)
@@ -209,7 +214,7 @@ def job_script(request: web.Request, state: FakeState, video: FakeVideo, prompt:
                          "请修改后重试。")
                 )
                 return steps
-            for fault in ("error_payload", "stall", "drop", "garbage"):
+            for fault in ("error_payload", "stall", "drop", "garbage", "hugeevent", "hugetext"):
                 if scenario.has(fault):
                     steps.append(Step(0, "error" if fault == "error_payload" else fault))
                     return steps
@@ -251,6 +256,11 @@ async def chat_completions(request: web.Request) -> web.StreamResponse:
     fault = create_fault_response(scenario)
     if fault is not None:
         return fault
+    if scenario.has("hugeerror"):
+        return await huge_error(request)
+    if scenario.has("hugejson"):
+        head = b'{"id": "chatcmpl-huge", "object": "chat.completion", "choices": [{"index": 0, "message": {"content": "'
+        return await stream_huge(request, head=head, tail=b'"}}]}')
     if scenario.has("moderation_http"):
         return openai_error(
             400, "Your request was rejected as a result of our safety system.", code="moderation_blocked"
@@ -288,6 +298,10 @@ async def stream(request: web.Request, video: FakeVideo, script: list[Step]) -> 
                     request.transport.abort()
                 stats.disconnected += 1
                 return response
+            if step.action in ("hugeevent", "hugetext"):
+                await write_endless(request, response, step.action, ids, newline)
+                stats.disconnected += 1
+                return response
             await response.write(ping + render(step, ids, newline))
             if trace is not None and step.action in ("content", "reasoning"):
                 trace(video, step.text)
@@ -306,6 +320,29 @@ async def stream(request: web.Request, video: FakeVideo, script: list[Step]) -> 
     finally:
         stats.active -= 1
     return response
+
+
+async def write_endless(
+    request: web.Request, response: web.StreamResponse, kind: str, ids: dict[str, Any], newline: bytes
+) -> None:
+    """`hugeevent`: one event that never ends; `hugetext`: ordinary content events without end. Either way
+    until the client stops reading (or ENDLESS_BYTES went out); `FakeState.huge_sent` counts the bytes."""
+    state = state_of(request)
+    state.huge_sent, state.huge_finished = 0, False
+    if kind == "hugeevent":
+        head = sse_event(chunk("x", **ids), newline=newline).rstrip(b"\r\n")
+        pieces = (head[: head.index(b'"content":"x') + 11], b"a" * (64 * 1024))
+    else:
+        pieces = (b"", sse_event(chunk("a" * 4096, **ids), newline=newline))
+    try:
+        await response.write(pieces[0])
+        state.huge_sent += len(pieces[0])
+        while state.huge_sent < ENDLESS_BYTES:
+            await response.write(pieces[1])
+            state.huge_sent += len(pieces[1])
+        state.huge_finished = True
+    except ConnectionError:
+        pass
 
 
 def render(step: Step, ids: dict[str, Any], newline: bytes) -> bytes:

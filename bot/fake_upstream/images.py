@@ -17,6 +17,7 @@ Format-specific directives, besides the common ones of `bot.fake_upstream.app`:
 | `fake:drop` | the connection is cut mid-answer |
 | `fake:garbage` | HTTP 200 with a body that is not JSON |
 | `fake:b64` | the result comes as `b64_json` instead of a URL |
+| `fake:hugejson` / `fake:hugeerror` | an endless JSON answer / an endless HTTP 500 error body |
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ from bot.fake_upstream.app import (
     FakeVideo,
     Scenario,
     create_fault_response,
+    huge_error,
+    huge_json,
     openai_error,
     sample_mp4,
     state_of,
@@ -69,6 +72,10 @@ async def respond(request: web.Request, prompt: str, model: str, size: str | Non
         return fault
     if scenario.has("moderation"):
         return openai_error(400, SAFETY_MESSAGE, code="content_policy_violation")
+    if scenario.has("hugeerror"):
+        return await huge_error(request)
+    if scenario.has("hugejson"):
+        return await huge_json(request)
     if scenario.has("garbage"):
         return web.Response(text="<html><body>upstream error</body></html>", content_type="text/html")
     total = render_seconds(scenario)

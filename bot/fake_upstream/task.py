@@ -13,6 +13,7 @@ Format-specific directives, besides the common ones of `bot.fake_upstream.app`:
 | `fake:moderation_late` | the same, once the render is under way |
 | `fake:progress` | feed answers carry a `progress` field (the seed's gateway sends none) |
 | `fake:drop` / `fake:garbage` / `fake:poll429` | the first feed poll is cut mid-body / is not JSON / answers 429 |
+| `fake:hugejson` / `fake:hugeerror` | the first feed poll is an endless JSON body / the create answers an endless 500 |
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
-from bot.fake_upstream.app import FakeVideo, create_fault_response, openai_error, state_of
+from bot.fake_upstream.app import FakeVideo, create_fault_response, huge_error, huge_json, openai_error, state_of
 from bot.fake_upstream.videos import drop_mid_body
 
 MODERATION_REASON = "Content Policy Violation: this prompt may violate our guardrails around harmful content."
@@ -48,7 +49,7 @@ def feed_body(request: web.Request, video: FakeVideo) -> dict[str, Any]:
     return body
 
 
-async def create_task(request: web.Request) -> web.Response:
+async def create_task(request: web.Request) -> web.StreamResponse:
     try:
         body = await request.json()
     except ValueError:
@@ -67,6 +68,8 @@ async def create_task(request: web.Request) -> web.Response:
     fault = create_fault_response(scenario)
     if fault is not None:
         return fault
+    if scenario.has("hugeerror"):
+        return await huge_error(request)
     duration = body.get("duration")
     video = FakeVideo(
         id=state.new_id("task"),
@@ -93,6 +96,8 @@ async def feed(request: web.Request) -> web.StreamResponse:
         return web.Response(text="502 Bad Gateway <nginx>", content_type="text/plain")
     if first and video.scenario.has("drop"):
         return await drop_mid_body(request)
+    if first and video.scenario.has("hugejson"):
+        return await huge_json(request)
     return web.json_response(feed_body(request, video))
 
 

@@ -15,6 +15,7 @@ Format-specific directives, besides the common ones of `bot.fake_upstream.app`:
 | `fake:poll_after=MS` | every answer carries an `openai-poll-after-ms: MS` header |
 | `fake:video_url` | the completed object carries a direct `video_url` (as some gateways do) |
 | `fake:drop` / `fake:garbage` / `fake:poll429` | the first poll is cut mid-body / is not JSON / answers 429 |
+| `fake:hugejson` / `fake:hugeerror` | the first poll is an endless JSON body / the create answers an endless 500 |
 """
 
 from __future__ import annotations
@@ -29,6 +30,8 @@ from bot.fake_upstream.app import (
     FORM_KEY,
     SCENARIO_HEADER,
     FakeVideo,
+    huge_error,
+    huge_json,
     openai_error,
     sample_thumbnail,
     serve_video,
@@ -114,7 +117,7 @@ def parse_seconds(value: Any) -> int | None:
         return None
 
 
-async def create_video(request: web.Request) -> web.Response:
+async def create_video(request: web.Request) -> web.StreamResponse:
     body = await read_create_body(request)
     prompt = body.get("prompt")
     if not isinstance(prompt, str) or not prompt.strip():
@@ -124,6 +127,8 @@ async def create_video(request: web.Request) -> web.Response:
     fault = common_create_fault(scenario)
     if fault is not None:
         return fault
+    if scenario.has("hugeerror"):
+        return await huge_error(request)
     if scenario.has("moderation"):
         return openai_error(
             400,
@@ -169,6 +174,8 @@ async def get_video(request: web.Request) -> web.StreamResponse:
         return web.Response(text="<html>upstream hiccup</html>\x00\xff", content_type="text/html")
     if first and video.scenario.has("drop"):
         return await drop_mid_body(request)
+    if first and video.scenario.has("hugejson"):
+        return await huge_json(request)
     return answer(request, video)
 
 

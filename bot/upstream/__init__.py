@@ -8,6 +8,8 @@ import aiohttp
 
 from bot.config import ApiFormat, Settings
 from bot.upstream.base import UpstreamClient, UpstreamOptions
+from bot.upstream.redact import publishable_url, redact
+from bot.upstream.urlpolicy import GuardedConnector, UrlPolicy, UrlRefused
 
 CLIENT_CLASSES = {
     ApiFormat.CHAT: ("bot.upstream.chat", "ChatClient"),
@@ -29,6 +31,9 @@ def options_from_settings(settings: Settings) -> UpstreamOptions:
         poll_interval=settings.sora_poll_interval,
         retry_attempts=settings.sora_retry_attempts,
         max_download_bytes=settings.max_download_bytes,
+        download_timeout=settings.sora_download_timeout,
+        download_min_rate=settings.sora_download_min_rate_kib * 1024,
+        fetch_allow=tuple(settings.sora_fetch_allow),
     )
 
 
@@ -48,20 +53,26 @@ def connection_limit(settings: Settings | None) -> int:
 
 
 def make_session(settings: Settings | None = None, *, connect_timeout: float = 10.0) -> aiohttp.ClientSession:
-    """The one shared HTTP session. Per-request total timeouts are set by the callers that need them."""
+    """The one shared HTTP session. Per-request total timeouts are set by the callers that need them. Its
+    connector checks the address of every connection made for a URL from outside (see `urlpolicy`)."""
     timeout = aiohttp.ClientTimeout(
         total=None, connect=settings.sora_connect_timeout if settings else connect_timeout, sock_read=None
     )
     per_host = connection_limit(settings)
-    connector = aiohttp.TCPConnector(limit=2 * per_host, limit_per_host=per_host, ttl_dns_cache=300)
+    connector = GuardedConnector(limit=2 * per_host, limit_per_host=per_host, ttl_dns_cache=300)
     return aiohttp.ClientSession(timeout=timeout, connector=connector, trust_env=True)
 
 
 __all__ = [
+    "GuardedConnector",
     "UpstreamClient",
     "UpstreamOptions",
+    "UrlPolicy",
+    "UrlRefused",
     "connection_limit",
     "make_client",
     "make_session",
     "options_from_settings",
+    "publishable_url",
+    "redact",
 ]

@@ -15,7 +15,8 @@ import logging
 import random
 import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
@@ -23,7 +24,10 @@ from typing import Any, ClassVar
 
 import aiohttp
 
+from bot.upstream.redact import publishable_url, redact, redact_query, redact_secrets
+from bot.upstream.sse import MAX_EVENT_BYTES
 from bot.upstream.types import (
+    AnswerTooLarge,
     AuthFailed,
     BadRequest,
     Cancelled,
@@ -35,6 +39,7 @@ from bot.upstream.types import (
     NotAVideo,
     Progress,
     RateLimited,
+    ReferenceImage,
     Succeeded,
     TaskId,
     TooLarge,
@@ -42,6 +47,7 @@ from bot.upstream.types import (
     UpstreamTimeout,
     VideoRequest,
 )
+from bot.upstream.urlpolicy import UrlPolicy, open_url, url_host
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +62,13 @@ MODERATION_WORDS = re.compile(
     re.IGNORECASE,
 )
 
+# Caps on what is read from the gateway; a bigger answer is refused without being read any further.
+MAX_JSON_BYTES = 4 * 1024 * 1024  # one JSON answer (a create, a poll, a non-streamed chat completion)
+MAX_ERROR_BYTES = 64 * 1024  # the body of an error answer (>= 400)
+MAX_ASSISTANT_TEXT = 256 * 1024  # characters of a chat answer's text, which is kept for the remix history
+RATE_WINDOW = 10.0  # seconds over which a download's rate is averaged for the minimum rate
+IMAGE_FETCH_TIMEOUT = 60.0  # seconds for fetching one reference image from a link
+
 
 @dataclass(frozen=True, slots=True)
 class UpstreamOptions:
@@ -69,9 +82,16 @@ class UpstreamOptions:
     poll_interval: float = 2.0
     retry_attempts: int = 4
     max_download_bytes: int = 512 * 1024 * 1024
+    download_timeout: float = 600.0  # one whole download, all its retries included
+    download_min_rate: float = 32 * 1024  # bytes/s averaged over `download_rate_window`; 0 = no minimum
+    download_rate_window: float = RATE_WINDOW
+    fetch_allow: tuple[str, ...] = ()  # hosts or CIDRs fetched even on private addresses
+    max_json_bytes: int = MAX_JSON_BYTES
+    max_event_bytes: int = MAX_EVENT_BYTES
+    max_assistant_text: int = MAX_ASSISTANT_TEXT
 
     def __repr__(self) -> str:  # the API key must never show up in a repr
-        return f"UpstreamOptions(base_url={self.base_url!r}, api_key='**********')"
+        return f"UpstreamOptions(base_url={redact_query(self.base_url)!r}, api_key='**********')"
 
 
 class UpstreamClient(ABC):
@@ -82,12 +102,15 @@ class UpstreamClient(ABC):
     supports_resume: ClassVar[bool] = False  # a task id can be polled again after a restart
     supports_cancel: ClassVar[bool] = False  # the gateway has a cancel/delete call
 
-    def __init__(self, session: aiohttp.ClientSession, options: UpstreamOptions) -> None:
+    def __init__(
+        self, session: aiohttp.ClientSession, options: UpstreamOptions, *, policy: UrlPolicy | None = None
+    ) -> None:
         self.session = session
         self.options = options
+        self.policy = policy or UrlPolicy.build(options.base_url, options.fetch_allow)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(base_url={self.options.base_url!r})"
+        return f"{type(self).__name__}(base_url={redact_query(self.options.base_url)!r})"
 
     # --- what subclasses implement ---------------------------------------------------------------------
 
@@ -111,10 +134,10 @@ class UpstreamClient(ABC):
         ) as response:
             if response.status >= 400:
                 raise await error_from_response(response)
+            raw = await read_limited(response, self.options.max_json_bytes)
             try:
-                body = await response.json(content_type=None)
-                count = len(body.get("data", []))
-            except (ValueError, AttributeError):
+                count = len(json.loads(raw).get("data", []))
+            except (ValueError, AttributeError, TypeError):
                 return f"HTTP {response.status}"
             return f"{count} models listed"
 
@@ -127,21 +150,43 @@ class UpstreamClient(ABC):
         return guard_events(self._resume(task_id), self.options.job_timeout, task_id=task_id, redact=self.redact)
 
     async def download(self, result: Succeeded, dest: Path, *, thumbnail: bool = False) -> DownloadedVideo:
-        """Stream the finished video (or its thumbnail) to `dest`, verifying it really is a video."""
+        """Stream the finished video (or its thumbnail) to `dest`, verifying it really is a video.
+
+        The URL must pass the URL policy (`bot.upstream.urlpolicy`); the whole download, retries included, is
+        bounded by `download_timeout` and fails below `download_min_rate` (both `UpstreamTimeout`)."""
         url = result.thumbnail_url if thumbnail else result.video_url
         authenticated = result.thumbnail_authenticated if thumbnail else result.authenticated
         if not url:
             raise BadRequest("the gateway gave no thumbnail")
+        # The key only ever goes to the gateway, whatever a result claims.
+        send_key = authenticated and self.policy.is_gateway(url_host(url))
         return await download_to_file(
             self.session,
             url,
             dest,
-            headers=self.headers() if authenticated else {},
+            headers=self.headers() if send_key else {},
             max_bytes=self.options.max_download_bytes,
             attempts=self.options.retry_attempts,
             verify_video=not thumbnail,
             request_timeout=self.read_timeout(),
+            deadline=self.options.download_timeout,
+            min_rate=self.options.download_min_rate,
+            rate_window=self.options.download_rate_window,
+            policy=self.policy,
+            what="thumbnail" if thumbnail else "video",
+            secrets=(self.options.api_key,),
         )
+
+    def publishable_url(self, result: Succeeded, *, thumbnail: bool = False) -> str | None:
+        """The video's (or thumbnail's) URL when it may be shown to members as a link, else None: it needs the
+        API key, or it carries a credential (a signature parameter, the key or a piece of it)."""
+        if thumbnail:
+            url, authenticated = result.thumbnail_url, result.thumbnail_authenticated
+        else:
+            url, authenticated = result.video_url, result.authenticated
+        if authenticated:
+            return None
+        return publishable_url(url, (self.options.api_key,))
 
     # --- shared helpers --------------------------------------------------------------------------------
 
@@ -155,7 +200,7 @@ class UpstreamClient(ABC):
         return headers
 
     def redact(self, text: str) -> str:
-        return redact_secret(text, self.options.api_key)
+        return redact(text, (self.options.api_key,))
 
     def read_timeout(self) -> aiohttp.ClientTimeout:
         """A per-request timeout: connecting bounded by the connect timeout, silence by the stall timeout.
@@ -174,6 +219,7 @@ class UpstreamClient(ABC):
     async def get_json_with_retry(self, url: str, **kwargs: Any) -> tuple[Any, Mapping[str, str]]:
         """GET a JSON document, retrying 429/5xx/connection errors/garbled bodies with jittered backoff."""
         kwargs.setdefault("request_timeout", self.read_timeout())
+        kwargs.setdefault("max_bytes", self.options.max_json_bytes)
         return await request_json(
             self.session, "GET", url, headers=self.headers(), attempts=self.options.retry_attempts, **kwargs
         )
@@ -200,6 +246,7 @@ class UpstreamClient(ABC):
             attempts=self.options.retry_attempts,
             idempotent=False,
             request_timeout=request_timeout or self.read_timeout(),
+            max_bytes=self.options.max_json_bytes,
         )
         return body
 
@@ -429,7 +476,8 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
 
 
 def redact_secret(text: str, secret: str | None) -> str:
-    return text.replace(secret, "**********") if secret else text
+    """`text` without `secret` or any 8+ character piece of it (see `bot.upstream.redact`)."""
+    return redact_secrets(text, (secret,))
 
 
 def bearer_token(headers: Mapping[str, str] | None) -> str | None:
@@ -475,17 +523,49 @@ def classify_error(status: int | None, message: str | None, code: str | None = N
     return UpstreamError(text, status=status)
 
 
-async def error_from_response(response: aiohttp.ClientResponse) -> UpstreamError:
-    """The typed error for a >= 400 answer, in the gateway's words, with our own API key redacted out of them."""
+def size_text(size: int) -> str:
+    return f"{size / 2**20:g} MiB" if size >= 2**20 else f"{size / 1024:g} KiB"
+
+
+async def read_limited(response: aiohttp.ClientResponse, limit: int, what: str = "the gateway's answer") -> bytes:
+    """The body, or `AnswerTooLarge` as soon as it is known to be over `limit` bytes (the declared length, or
+    the bytes read so far): an oversized body is never read whole."""
+    declared = response.content_length
+    if declared is not None and declared > limit:
+        response.close()
+        raise AnswerTooLarge(f"{what} is over {size_text(limit)}, more than sora-bot reads")
+    body = bytearray()
+    content = response.content
+    while True:
+        chunk = await content.readany()
+        if not chunk:
+            return bytes(body)
+        body += chunk
+        if len(body) > limit:
+            response.close()
+            raise AnswerTooLarge(f"{what} is over {size_text(limit)}, more than sora-bot reads")
+
+
+async def error_from_response(
+    response: aiohttp.ClientResponse, secrets: Iterable[str | None] = (), *, limit: int = MAX_ERROR_BYTES
+) -> UpstreamError:
+    """The typed error for a >= 400 answer, in the gateway's words, with our own API key redacted out of them
+    (before anything is cut or parsed). An error body over `limit` is not read: the status alone speaks."""
+    status = response.status
     try:
-        body = await response.text(errors="replace")
+        raw = await read_limited(response, limit)
+    except AnswerTooLarge:
+        return classify_error(status, f"HTTP {status} (an error page over {size_text(limit)}, not read)")
     except (aiohttp.ClientError, OSError, TimeoutError):
-        body = ""
+        raw = b""
+    body = redact(raw.decode("utf-8", "replace"), (bearer_token(response.request_info.headers), *secrets))
     message, code = error_message(body)
-    secret = bearer_token(response.request_info.headers)
-    if message is not None:
-        message = redact_secret(message, secret)
-    return classify_error(response.status, message, code)
+    return classify_error(status, message, code)
+
+
+def foreign_error(status: int, what: str) -> UpstreamError:
+    """A >= 400 answer from a host other than the gateway: its body is never shown (a member sees this)."""
+    return UpstreamError(f"the {what} host answered HTTP {status}", status=status)
 
 
 async def request_json(
@@ -499,13 +579,14 @@ async def request_json(
     attempts: int = 4,
     idempotent: bool = True,
     request_timeout: aiohttp.ClientTimeout | None = None,
+    max_bytes: int = MAX_JSON_BYTES,
 ) -> tuple[Any, Mapping[str, str]]:
     """One JSON request with bounded, jittered retries (`attempts` retries after the first try).
 
     Idempotent calls retry 429, 5xx, connection errors and garbled (non-JSON) bodies. A create
     (`idempotent=False`) retries only what cannot have reached the gateway's billing: a refused connection, or a
     429 (which means "not accepted"). `data` may be a zero-argument callable that builds a fresh body per attempt
-    (a multipart form cannot be sent twice).
+    (a multipart form cannot be sent twice). An answer over `max_bytes` is `AnswerTooLarge`, never retried.
     """
     attempt = 0
     extra: dict[str, Any] = {} if request_timeout is None else {"timeout": request_timeout}
@@ -516,7 +597,7 @@ async def request_json(
                 method, url, headers=headers, json=json_body, data=body_data, **extra
             ) as response:
                 if response.status < 400:
-                    text = await response.text(errors="replace")
+                    text = (await read_limited(response, max_bytes)).decode("utf-8", "replace")
                     try:
                         return (json.loads(text) if text.strip() else {}), response.headers
                     except ValueError:
@@ -578,18 +659,72 @@ async def download_to_file(
     verify_video: bool = True,
     chunk_size: int = 256 * 1024,
     request_timeout: aiohttp.ClientTimeout | None = None,
+    deadline: float | None = None,
+    min_rate: float = 0.0,
+    rate_window: float = RATE_WINDOW,
+    policy: UrlPolicy | None = None,
+    what: str = "video",
+    secrets: Iterable[str | None] = (),
 ) -> DownloadedVideo:
     """Stream `url` into `dest` (never the whole file in memory), enforcing the size cap and signature.
 
     Transient failures (connection errors, 429/5xx) are retried `attempts` times; a refused or invalid file
-    (`TooLarge`, `NotAVideo`, 4xx) is not. On any failure `dest` is removed, so no half file is left behind.
+    (`TooLarge`, `NotAVideo`, 4xx, a URL the `policy` refuses) is not. `deadline` (seconds) bounds the whole
+    download, retries and their waits included; `min_rate` (bytes/s, 0 = none) fails an attempt whose average
+    over the last `rate_window` seconds falls below it. Both are `UpstreamTimeout`. Redirects are followed
+    hop by hop under `policy` (None: every host is trusted like the gateway). An error page from a host other
+    than the gateway is never read. On any failure `dest` is removed, so no half file is left behind.
     """
+    limit = asyncio.timeout(deadline)
+    try:
+        async with limit:
+            return await _download_with_retries(
+                session,
+                url,
+                dest,
+                _DownloadRules(
+                    headers=headers,
+                    max_bytes=max_bytes,
+                    verify_video=verify_video,
+                    chunk_size=chunk_size,
+                    request_timeout=request_timeout,
+                    min_rate=min_rate,
+                    rate_window=rate_window,
+                    policy=policy,
+                    what=what,
+                    secrets=tuple(secrets),
+                ),
+                attempts,
+            )
+    except BaseException as exc:
+        await _remove(dest)
+        if isinstance(exc, TimeoutError) and limit.expired():
+            assert deadline is not None
+            raise UpstreamTimeout(f"the {what} download took longer than {deadline:g} s") from None
+        raise
+
+
+@dataclass(frozen=True, slots=True)
+class _DownloadRules:
+    headers: Mapping[str, str]
+    max_bytes: int
+    verify_video: bool
+    chunk_size: int
+    request_timeout: aiohttp.ClientTimeout | None
+    min_rate: float
+    rate_window: float
+    policy: UrlPolicy | None
+    what: str
+    secrets: tuple[str | None, ...]
+
+
+async def _download_with_retries(
+    session: aiohttp.ClientSession, url: str, dest: Path, rules: _DownloadRules, attempts: int
+) -> DownloadedVideo:
     attempt = 0
     while True:
         try:
-            return await _download_once(
-                session, url, dest, headers, max_bytes, verify_video, chunk_size, request_timeout
-            )
+            return await _download_once(session, url, dest, rules)
         except (
             aiohttp.ClientConnectorError,
             aiohttp.ServerDisconnectedError,
@@ -598,17 +733,12 @@ async def download_to_file(
             TimeoutError,
         ) as exc:
             if attempt >= attempts:
-                await _remove(dest)
-                raise UpstreamError(f"the video download kept failing ({type(exc).__name__})") from None
+                raise UpstreamError(f"the {rules.what} download kept failing ({type(exc).__name__})") from None
             delay = backoff_delay(attempt)
         except _RetryableStatus as exc:
             if attempt >= attempts:
-                await _remove(dest)
                 raise exc.error from None
             delay = exc.retry_after if exc.retry_after is not None else backoff_delay(attempt)
-        except BaseException:
-            await _remove(dest)
-            raise
         attempt += 1
         await asyncio.sleep(delay)
 
@@ -627,41 +757,94 @@ async def _remove(path: Path) -> None:
         await asyncio.to_thread(Path(path).unlink, missing_ok=True)
 
 
+class RateFloor:
+    """Fails a transfer whose average rate over the last `window` seconds (once `window` seconds have passed
+    since it started) is below `min_rate` bytes/s. Samples are (time, bytes so far)."""
+
+    def __init__(self, min_rate: float, window: float, start: float) -> None:
+        self.min_rate = min_rate
+        self.window = window
+        self.start = start
+        self.samples: deque[tuple[float, int]] = deque([(start, 0)])
+
+    def add(self, now: float, total: int) -> None:
+        self.samples.append((now, total))
+        self._prune(now)
+
+    def too_slow(self, now: float, total: int) -> bool:
+        if now - self.start < self.window:
+            return False
+        self._prune(now)
+        # The oldest kept sample is the last one at or before the window's start: the bytes since then are at
+        # least the bytes inside the window, so the rate is never underestimated.
+        return (total - self.samples[0][1]) / self.window < self.min_rate
+
+    def check_every(self) -> float:
+        return max(0.05, min(1.0, self.window / 4))
+
+    def _prune(self, now: float) -> None:
+        samples = self.samples
+        while len(samples) >= 2 and samples[1][0] <= now - self.window:
+            samples.popleft()
+
+
 async def _download_once(
-    session: aiohttp.ClientSession,
-    url: str,
-    dest: Path,
-    headers: Mapping[str, str],
-    max_bytes: int,
-    verify_video: bool,
-    chunk_size: int,
-    request_timeout: aiohttp.ClientTimeout | None,
+    session: aiohttp.ClientSession, url: str, dest: Path, rules: _DownloadRules
 ) -> DownloadedVideo:
-    extra: dict[str, Any] = {} if request_timeout is None else {"timeout": request_timeout}
-    async with session.get(url, headers=headers, **extra) as response:
+    policy, what = rules.policy, rules.what
+    async with open_url(
+        session, url, policy=policy, headers=rules.headers, what=what, request_timeout=rules.request_timeout
+    ) as response:
         if response.status >= 400:
-            error = await error_from_response(response)
+            if policy is None or policy.is_gateway(response.url.host):
+                error = await error_from_response(response, rules.secrets)
+            else:
+                error = foreign_error(response.status, what)
             if response.status in RETRY_STATUSES:
                 raise _RetryableStatus(error, retry_after_seconds(response.headers))
             raise error
+        max_bytes = rules.max_bytes
         declared = response.content_length
         if declared is not None and declared > max_bytes:
-            raise TooLarge(f"the video is {declared / 2**20:.0f} MiB, over the {max_bytes / 2**20:.0f} MiB cap")
+            raise TooLarge(f"the {what} is {declared / 2**20:.0f} MiB, over the {max_bytes / 2**20:.0f} MiB cap")
         size = 0
         content_type = response.headers.get("Content-Type", "application/octet-stream").split(";")[0]
+        loop = asyncio.get_running_loop()
+        floor = RateFloor(rules.min_rate, rules.rate_window, loop.time()) if rules.min_rate > 0 else None
+        content = response.content
         handle = await asyncio.to_thread(open, dest, "wb")
         try:
             pending = bytearray()
-            checked = not verify_video
-            async for chunk in response.content.iter_chunked(chunk_size):
+            checked = not rules.verify_video
+            while True:
+                if floor is None:
+                    chunk: bytes | None = await content.read(rules.chunk_size)
+                else:
+                    wait = asyncio.timeout(floor.check_every())
+                    try:
+                        async with wait:
+                            chunk = await content.read(rules.chunk_size)
+                    except TimeoutError:
+                        if not wait.expired():
+                            raise  # the socket's own read timeout: a retryable stall
+                        chunk = None  # nothing arrived for a while: time to look at the rate
+                    now = loop.time()
+                    if chunk:
+                        floor.add(now, size + len(chunk))
+                    if floor.too_slow(now, size + len(chunk or b"")):
+                        raise UpstreamTimeout(f"the {what} download was slower than {rules.min_rate / 1024:g} KiB/s")
+                    if chunk is None:
+                        continue
+                if not chunk:
+                    break
                 size += len(chunk)
                 if size > max_bytes:
-                    raise TooLarge(f"the video is over the {max_bytes / 2**20:.0f} MiB cap")
+                    raise TooLarge(f"the {what} is over the {max_bytes / 2**20:.0f} MiB cap")
                 pending += chunk
                 if not checked and len(pending) >= 16:
                     sniffed = sniff_video(bytes(pending[:16]))
                     if sniffed is None:
-                        raise NotAVideo("the gateway's video link returned something that is not a video")
+                        raise NotAVideo(f"the gateway's {what} link returned something that is not a video")
                     content_type, checked = sniffed, True
                 if len(pending) >= 1024 * 1024:
                     await asyncio.to_thread(handle.write, bytes(pending))
@@ -669,7 +852,7 @@ async def _download_once(
             if not checked:
                 sniffed = sniff_video(bytes(pending[:16]))
                 if sniffed is None:
-                    raise NotAVideo("the gateway's video link returned something that is not a video")
+                    raise NotAVideo(f"the gateway's {what} link returned something that is not a video")
                 content_type = sniffed
             if pending:
                 await asyncio.to_thread(handle.write, bytes(pending))
@@ -678,10 +861,46 @@ async def _download_once(
     return DownloadedVideo(path=str(dest), size=size, content_type=content_type)
 
 
+async def fetch_image(
+    session: aiohttp.ClientSession,
+    url: str,
+    *,
+    policy: UrlPolicy,
+    max_bytes: int,
+    deadline: float = IMAGE_FETCH_TIMEOUT,
+) -> ReferenceImage:
+    """Fetch a reference image from a link (under the URL policy, at most `max_bytes`, within `deadline` s)."""
+    limit = asyncio.timeout(deadline)
+    try:
+        async with limit, open_url(session, url, policy=policy, what="image") as response:
+            if response.status >= 400:
+                raise foreign_error(response.status, "image")
+            content_type = response.headers.get("Content-Type", "").split(";")[0].strip().lower()
+            if not content_type.startswith("image/"):
+                raise BadRequest("the image link did not return an image")
+            data = await read_limited(response, max_bytes, "the image")
+    except TimeoutError:
+        if limit.expired():
+            raise UpstreamTimeout(f"the image download took longer than {deadline:g} s") from None
+        raise UpstreamTimeout("the image host stopped answering") from None
+    name = url_path_name(url) or "reference"
+    return ReferenceImage(data=data, filename=name, content_type=content_type)
+
+
+def url_path_name(url: str) -> str:
+    """The last segment of a URL's path, without its query (`https://x/a/cat.png?sig=…` → `cat.png`)."""
+    return url.split("?", 1)[0].split("#", 1)[0].rstrip("/").rpartition("/")[2]
+
+
 __all__ = [
+    "MAX_ASSISTANT_TEXT",
+    "MAX_ERROR_BYTES",
+    "MAX_JSON_BYTES",
+    "RATE_WINDOW",
     "Cancelled",
     "JobStatus",
     "PollSchedule",
+    "RateFloor",
     "UpstreamClient",
     "UpstreamOptions",
     "backoff_delay",
@@ -691,12 +910,16 @@ __all__ = [
     "error_from_response",
     "error_message",
     "failure_from_body",
+    "fetch_image",
+    "foreign_error",
     "guard_events",
     "normalise_status",
     "parse_progress",
     "poll_after_seconds",
+    "read_limited",
     "redact_secret",
     "request_json",
     "retry_after_seconds",
+    "size_text",
     "sniff_video",
 ]

@@ -35,16 +35,21 @@ from typing import Any, ClassVar
 import aiohttp
 
 from bot.upstream.base import (
+    MAX_ASSISTANT_TEXT,
     UpstreamClient,
     backoff_delay,
     classify_error,
     error_from_response,
     error_message,
+    read_limited,
     retry_after_seconds,
+    size_text,
 )
 from bot.upstream.progress import ProgressParser, clean_reason
-from bot.upstream.sse import SSEDecoder
+from bot.upstream.redact import redact, redact_secrets
+from bot.upstream.sse import MAX_EVENT_BYTES, SSEDecoder
 from bot.upstream.types import (
+    AnswerTooLarge,
     ChatTurn,
     Event,
     Failed,
@@ -125,11 +130,23 @@ def prompt_with_hints(
 
 
 class ChatStream:
-    """One chat answer, fed as raw bytes (SSE) or as a whole JSON body; produces events. No I/O."""
+    """One chat answer, fed as raw bytes (SSE) or as a whole JSON body; produces events. No I/O.
 
-    def __init__(self, *, ignore: Sequence[str] = ()) -> None:
-        self.decoder = SSEDecoder()
-        self.parser = ProgressParser(ignore=tuple(ignore))
+    `secrets` are redacted from the gateway's words before they are cut into a failure reason. One event over
+    `max_event_bytes`, or assistant text over `max_text` characters, raises `AnswerTooLarge`."""
+
+    def __init__(
+        self,
+        *,
+        ignore: Sequence[str] = (),
+        secrets: Sequence[str] = (),
+        max_event_bytes: int = MAX_EVENT_BYTES,
+        max_text: int = MAX_ASSISTANT_TEXT,
+    ) -> None:
+        self.decoder = SSEDecoder(max_event_bytes=max_event_bytes)
+        self.parser = ProgressParser(ignore=tuple(ignore), secrets=tuple(secrets))
+        self.secrets = tuple(secrets)
+        self.max_text = max_text
         self.done = False  # `[DONE]` arrived
         self.finish_reason: str | None = None
         self.events = 0  # SSE events decoded
@@ -294,7 +311,7 @@ class ChatStream:
         if self.parser.success_line is not None:
             return self.failed(FailureKind.UPSTREAM, "the gateway said the video is ready but gave no link to it")
         text = self.parser.text.strip()
-        last_line = clean_reason(text.splitlines()[-1]) if text else ""
+        last_line = clean_reason(redact(text.splitlines()[-1], self.secrets)) if text else ""
         reason = "the gateway ended its answer without a video link"
         return self.failed(FailureKind.UPSTREAM, f"{reason}: {last_line}" if last_line else reason)
 
@@ -380,7 +397,11 @@ class ChatStream:
                 return ()
         if source != self._source:
             text = self._switch(text, source)
-        return self.parser.feed(text)
+        events = self.parser.feed(text)
+        if self.parser.size > self.max_text:
+            limit = size_text(self.max_text)
+            raise AnswerTooLarge(f"the gateway's answer text is over {limit}, more than sora-bot keeps")
+        return events
 
     def _switch(self, text: str, source: str) -> str:
         """Text from the other field (content vs reasoning_content) starts on a line of its own."""
@@ -389,7 +410,7 @@ class ChatStream:
         return text if not previous or previous[-1] == "\n" else "\n" + text
 
     def _error(self, raw: str) -> None:
-        message, code = error_message(raw)
+        message, code = error_message(redact(raw, self.secrets))
         status = int(code) if code and code.isdigit() and 100 <= int(code) < 600 else None
         error = classify_error(status, message or "the gateway reported an error", code)
         self.error = error.to_event()
@@ -447,7 +468,13 @@ class ChatClient(UpstreamClient):
 
     async def _generate(self, request: VideoRequest) -> AsyncIterator[Event]:
         body = self.request_body(request)
-        stream = ChatStream(ignore=(self.wire_prompt(request),))
+        options = self.options
+        stream = ChatStream(
+            ignore=(self.wire_prompt(request),),
+            secrets=(options.api_key,),
+            max_event_bytes=options.max_event_bytes,
+            max_text=options.max_assistant_text,
+        )
         response = await self._open(body)
         try:
             async for event in self._read(response, stream):
@@ -488,7 +515,7 @@ class ChatClient(UpstreamClient):
                         after = retry_after_seconds(response.headers)
                         delay = after if after is not None else backoff_delay(attempt)
                     else:
-                        error = await error_from_response(response)
+                        error = await error_from_response(response, (self.options.api_key,))
                         raise type(error)(self.redact(error.message), status=error.status)
                 finally:
                     response.release()
@@ -500,7 +527,7 @@ class ChatClient(UpstreamClient):
         content_type = response.headers.get("Content-Type", "").lower()
         if "json" in content_type and "event-stream" not in content_type:
             try:
-                body = await response.read()
+                body = await read_limited(response, self.options.max_json_bytes)
             except (aiohttp.ServerTimeoutError, TimeoutError):
                 yield stream.failed(FailureKind.TIMEOUT, self._silence())
                 return
@@ -542,13 +569,18 @@ class ChatClient(UpstreamClient):
         return f"the gateway sent nothing for {self.options.stall_timeout:g} s"
 
     def _redacted(self, event: Event) -> Event:
-        key = self.options.api_key
-        if not key:
+        """The key (or a piece of it) out of what is kept: the reason (signed links' signatures too) and the
+        assistant text (only the key: its links stay as the gateway wrote them, for the remix history)."""
+        if not isinstance(event, Failed | Succeeded):
             return event
-        if isinstance(event, Failed) and (key in event.reason or key in event.assistant_text):
-            return replace(event, reason=self.redact(event.reason), assistant_text=self.redact(event.assistant_text))
-        if isinstance(event, Succeeded) and key in event.assistant_text:
-            return replace(event, assistant_text=self.redact(event.assistant_text))
+        secrets = (self.options.api_key,)
+        text = redact_secrets(event.assistant_text, secrets)
+        if isinstance(event, Failed):
+            reason = self.redact(event.reason)
+            if reason != event.reason or text != event.assistant_text:
+                return replace(event, reason=reason, assistant_text=text)
+        elif text != event.assistant_text:
+            return replace(event, assistant_text=text)
         return event
 
 

@@ -26,6 +26,7 @@ from enum import Enum, auto
 from typing import Any
 
 from bot.upstream.base import classify_error
+from bot.upstream.redact import redact
 from bot.upstream.types import Event, Failed, Preview, Progress, Queued, Succeeded, TaskId
 
 FLAGS = re.IGNORECASE
@@ -343,7 +344,9 @@ def find_links(line: str) -> list[tuple[int, int, str, str, str, str]]:
 class ProgressParser:
     """Feed assistant text as it arrives; get the events it reveals; ask for the outcome at the end.
 
-    `ignore` holds text the gateway may echo back (the prompt), which must never be read as a status.
+    `ignore` holds text the gateway may echo back (the prompt), which must never be read as a status nor give
+    a link; it is matched line by line, whitespace-insensitively (gateways re-space and re-wrap what they echo).
+    `secrets` are redacted from a failure's words before they are cut short.
 
     The unfinished last line is read live, but only with the rows marked `partial` (queue, running, counters)
     and only around each new piece. When a line ends, what the live reading did not cover is read: the other
@@ -356,8 +359,9 @@ class ProgressParser:
     NUMBER_LOOKBACK = 8  # the longest number a new `..` or `%` can complete: `100.0 %`
     TAIL = 64
 
-    def __init__(self, *, ignore: tuple[str, ...] | list[str] = ()) -> None:
+    def __init__(self, *, ignore: tuple[str, ...] | list[str] = (), secrets: tuple[str, ...] = ()) -> None:
         self._parts: list[str] = []
+        self.size = 0  # characters fed so far
         self._text: str | None = ""
         self._line_parts: list[str] = []
         self._tail = ""  # the last TAIL characters of the unfinished line
@@ -368,9 +372,10 @@ class ProgressParser:
         self._held = False  # ... but a number at its very end was left for later (`3` may become `36`)
         self._fence: str | None = None  # the open code fence's language ("" for a bare ```)
         self._running = False
-        self._ignore = tuple(
-            sorted({s.strip() for text in ignore for s in text.splitlines() if len(s.strip()) >= 4}, key=len)[::-1]
-        )
+        lines = {"".join(s.split()) for text in ignore for s in text.splitlines()}
+        longest_first = sorted((line for line in lines if len(line) >= 4), key=len, reverse=True)
+        self._ignore = tuple((squeezed, echo_pattern(squeezed)) for squeezed in longest_first)
+        self._secrets = secrets
         self.queued = False
         self.position: int | None = None
         self.started = False
@@ -396,6 +401,7 @@ class ProgressParser:
         """Take the next piece of assistant text; returns the non-terminal events it completed."""
         if not text:
             return NO_EVENTS
+        self.size += len(text)
         self._parts.append(text)
         self._text = None
         if "\n" not in text:
@@ -447,7 +453,7 @@ class ProgressParser:
         video = self.video
         for line, offset in self.failures:
             if video is None or line >= video.line:
-                return clean_reason(self.text[offset : offset + 2000])
+                return clean_reason(redact(self.text[offset : offset + 2000], self._secrets))
         return None
 
     def outcome(self) -> Succeeded | Failed | None:
@@ -536,10 +542,12 @@ class ProgressParser:
                     self._apply(signal, body[match.start(group) : match.end(group)], events)
             return
         masked = False
-        for echoed in self._ignore:
-            if echoed in line:
-                line = line.replace(echoed, " ")
-                masked = True
+        if self._ignore:
+            squeezed_line = "".join(line.split())
+            for squeezed, pattern in self._ignore:
+                if squeezed in squeezed_line:  # cheap test first; the pattern finds where, whatever the spacing
+                    line, found = pattern.subn(" ", line)
+                    masked = masked or bool(found)
         scan = self._links(line, line_no, events) if ("//" in line or "](" in line or "src" in line) else line
         if live and not masked:
             if progress_line:  # its counters were read live: the other rows need not wade through them
@@ -614,6 +622,11 @@ class ProgressParser:
                 events.append(TaskId(self.task_id, resumable=False))
         elif signal is Signal.SID and self.sid is None:
             self.sid = value
+
+
+def echo_pattern(squeezed: str) -> re.Pattern[str]:
+    """Matches `squeezed` (text without whitespace) with any whitespace, or none, between its characters."""
+    return re.compile(r"\s*".join(re.escape(char) for char in squeezed))
 
 
 def without_counter_run(line: str) -> str:

@@ -7,6 +7,9 @@ ignored; unknown fields are ignored. Two deliberate leniencies for real gateways
 the stream ends is dispatched by `finish()` (the spec drops it, and with it a gateway's last chunk), and
 undecodable bytes become U+FFFD instead of an error, so one bad event never poisons the rest.
 
+One event may be at most `max_event_bytes` long (`MAX_EVENT_BYTES` by default): a gateway that never ends an
+event cannot make the decoder hold its bytes without bound (`SSEEventTooLarge`, an `UpstreamError`).
+
 It works on bytes and decodes only complete lines, so a chunk boundary inside a UTF-8 character, a JSON
 object or a CRLF pair changes nothing. The `data: ` line is the fast path; everything else is rare.
 """
@@ -17,10 +20,17 @@ import json
 import logging
 from typing import Any, Literal, NamedTuple, overload
 
+from bot.upstream.types import AnswerTooLarge
+
 log = logging.getLogger(__name__)
 
+MAX_EVENT_BYTES = 1024 * 1024  # one event (its lines up to the blank line that ends it)
 BOM = b"\xef\xbb\xbf"
 DONE_MARKER = "[DONE"  # `[DONE]`; seed 001 even shows it broken over two lines as `[DONE` + `]`
+
+
+class SSEEventTooLarge(AnswerTooLarge):
+    """An event went on past the decoder's `max_event_bytes` without a blank line to end it."""
 
 
 class SSEEvent(NamedTuple):
@@ -47,10 +57,12 @@ class SSEDecoder:
     bytes are cut there and each complete event is read whole. The common one, a single `data: …` line, takes
     one check and one UTF-8 decode; anything else goes line by line through the spec's field rules."""
 
-    __slots__ = ("_last_id", "_pending", "_skip_lf", "_started")
+    __slots__ = ("_last_id", "_max_event", "_pending", "_pending_size", "_skip_lf", "_started")
 
-    def __init__(self) -> None:
+    def __init__(self, *, max_event_bytes: int = MAX_EVENT_BYTES) -> None:
+        self._max_event = max_event_bytes
         self._pending: list[bytes] = []  # the unfinished event, in pieces (joined only once it ends)
+        self._pending_size = 0
         self._skip_lf = False  # the previous chunk ended with CR: a LF opening the next one is the same break
         self._started = False  # the BOM check has been done
         self._last_id: str | None = None
@@ -95,6 +107,7 @@ class SSEDecoder:
         """The stream ended: dispatch the unterminated last event, if it has any data."""
         block = b"".join(self._pending)
         self._pending.clear()
+        self._pending_size = 0
         if not self._started:  # a whole stream shorter than a BOM
             self._started = True
             block = block.removeprefix(BOM)
@@ -128,6 +141,9 @@ class SSEDecoder:
         pending = self._pending
         if b"\n\n" not in chunk and not (pending and chunk[0] == 0x0A and pending[-1][-1] == 0x0A):
             pending.append(chunk)
+            self._pending_size += len(chunk)
+            if self._pending_size > self._max_event:
+                self._too_large()
             return []
         if pending:
             pending.append(chunk)
@@ -135,16 +151,29 @@ class SSEDecoder:
             pending.clear()
         blocks = chunk.split(b"\n\n")
         tail = blocks.pop()
+        self._pending_size = len(tail)
         if tail:
             pending.append(tail)
+        # Only a chunk longer than the cap can hold an event longer than the cap.
+        if len(chunk) > self._max_event and (
+            self._pending_size > self._max_event or any(len(block) > self._max_event for block in blocks)
+        ):
+            self._too_large()
         return blocks
+
+    def _too_large(self) -> None:
+        self._pending.clear()
+        self._pending_size = 0
+        raise SSEEventTooLarge(f"the gateway sent one stream event over {self._max_event / 1024:g} KiB")
 
     def _strip_bom(self, chunk: bytes) -> bytes:
         head = b"".join(self._pending) + chunk if self._pending else chunk
         if len(head) < len(BOM) and BOM.startswith(head):
             self._pending = [head]  # could still be a BOM split across chunks: wait for more
+            self._pending_size = len(head)
             return b""
         self._pending.clear()
+        self._pending_size = 0
         self._started = True
         return head.removeprefix(BOM)
 
@@ -197,4 +226,4 @@ def decode_all(chunks: list[bytes] | tuple[bytes, ...]) -> list[SSEEvent]:
     return events
 
 
-__all__ = ["DONE_MARKER", "SSEDecoder", "SSEEvent", "decode_all"]
+__all__ = ["DONE_MARKER", "MAX_EVENT_BYTES", "SSEDecoder", "SSEEvent", "SSEEventTooLarge", "decode_all"]

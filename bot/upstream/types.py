@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Literal
 
+from bot.upstream.redact import redact_query
+
 Orientation = Literal["landscape", "portrait"]
 
 
@@ -92,6 +94,9 @@ class TaskId:
 class Preview:
     url: str
 
+    def __repr__(self) -> str:  # a signed link's signature stays out of logs
+        return f"Preview(url={redact_query(self.url)!r})"
+
 
 @dataclass(frozen=True, slots=True)
 class Succeeded:
@@ -101,6 +106,15 @@ class Succeeded:
     thumbnail_url: str | None = None
     thumbnail_authenticated: bool = False
     assistant_text: str = ""  # chat format: the whole assistant message, verbatim, for the remix history
+
+    def __repr__(self) -> str:  # signed links' signatures stay out of logs; the text is shown by its length
+        thumbnail = redact_query(self.thumbnail_url) if self.thumbnail_url else None
+        return (
+            f"Succeeded(video_url={redact_query(self.video_url)!r}, authenticated={self.authenticated}, "
+            f"task_id={self.task_id!r}, thumbnail_url={thumbnail!r}, "
+            f"thumbnail_authenticated={self.thumbnail_authenticated}, "
+            f"assistant_text=<{len(self.assistant_text)} chars>)"
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,6 +183,11 @@ class NotAVideo(UpstreamError):
 
 class TooLarge(UpstreamError):
     """The video is larger than the configured download cap."""
+
+
+class AnswerTooLarge(UpstreamError):
+    """An answer from the gateway (a JSON document, one event of a stream, the assistant text) is over its cap;
+    it was not read any further."""
 
 
 ERRORS_BY_KIND: dict[FailureKind, type[UpstreamError]] = {

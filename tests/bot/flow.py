@@ -102,8 +102,21 @@ def results(double: DiscordDouble, channel: Channel | None = None) -> list[Messa
 
 
 async def next_result(double: DiscordDouble, after: int, channel: Channel | None = None) -> Message:
-    """The first result message in `channel` newer than message id `after`."""
-    return await double.wait_for_message(channel, lambda m: m.id > after and is_result(double, m), timeout=10)
+    """The first result message newer than message id `after`: in `channel`, or in any channel or thread (a remix
+    of a video that has a thread lands in that thread)."""
+    if channel is not None:
+        return await double.wait_for_message(channel, lambda m: m.id > after and is_result(double, m), timeout=10)
+
+    def anywhere() -> Message | None:
+        found = [
+            m
+            for c in list(double.world.channels.values())
+            for m in double.world.channel_messages(c)
+            if m.id > after and is_result(double, m)
+        ]
+        return min(found, key=lambda m: m.id) if found else None
+
+    return await double.wait_for(anywhere, 10, what=f"a result newer than {after}")
 
 
 def text_of(message: Message) -> str:

@@ -61,7 +61,7 @@ async def remix_by_reply(
     jobs: int,
 ) -> Message:
     await double.reply(message, text, user=user, ping=False)
-    result = await next_result(double, message.id, message.channel)
+    result = await next_result(double, message.id)  # in the video's thread, when it has one
     await settled(bot_harness, db, jobs=jobs)
     return result
 
@@ -99,7 +99,10 @@ async def test_reply_chain_two_levels_deep_sends_the_whole_history(
         {"role": "user", "content": "add falling stars" + hints()},
     ]
     assert len(requests) == 3
-    assert third.channel is channel and "add falling stars" in third.content and third.attachments
+    # A remix of a video with a conversation thread continues in that thread (a video in a thread has none).
+    home = root.thread if where == "channel" else channel
+    assert home is not None and second.channel is home and third.channel is home
+    assert "add falling stars" in third.content and third.attachments
     assert await ledger(db) == ["charged"] * 3
 
 
@@ -118,7 +121,7 @@ async def test_without_the_message_content_intent_a_reply_with_the_ping_still_re
     assert [m["content"] for m in remix.json["messages"]][::2] == ["a red fox in the snow", "make it night" + hints()]
 
     silent = await discord_double.reply(second, "add falling stars", user=alice, ping=False)  # blanked by Discord
-    answer = await discord_double.wait_for_message(predicate=lambda m: m.reference is silent)
+    answer = await discord_double.wait_for_message(second.channel, predicate=lambda m: m.reference is silent)
     assert "reply ping" in answer.content and answer.mentions == []
     assert len(fake_upstream.state.requests_to(CHAT)) == 2
     assert await ledger(db) == ["charged", "charged"]
@@ -217,7 +220,11 @@ async def test_remix_button_opens_a_modal_and_remixes_with_its_text(
             {"role": "assistant", "content": streamed_text(fake_upstream, "task_000001")},
             {"role": "user", "content": change + hints()},
         ]
-    assert (await bob_submit.wait_original()).content == f"Requested by <@{bob.id}>"
+    # The video has a thread: the remix's progress and result went there, and bob was told so privately.
+    pointer = await bob_submit.wait_original(lambda m: "thread" in m.content)
+    assert ephemeral(pointer) and root.thread is not None and str(root.thread.id) in pointer.content
+    progress = [m for m in discord_double.messages(root.thread) if m.content == f"Requested by <@{bob.id}>"]
+    assert len(progress) == 1
     assert await ledger(db) == ["charged"] * 3
 
 

@@ -120,7 +120,7 @@ async def test_a_chat_stream_cut_by_a_restart_is_refunded_and_the_member_told(
     assert_nothing_leaked(discord_double)
 
 
-async def test_a_job_still_waiting_for_a_slot_is_refunded_and_the_running_one_resumed(
+async def test_a_job_still_waiting_for_a_slot_is_run_after_the_restart_and_the_running_one_resumed(
     bot_harness: BotHarness, discord_double: DiscordDouble, fake_upstream: FakeUpstream, db: Database
 ) -> None:
     await start(bot_harness, sora_api_format="videos", sora_max_concurrent_jobs=1)
@@ -132,46 +132,19 @@ async def test_a_job_still_waiting_for_a_slot_is_refunded_and_the_running_one_re
     await waiting.wait_original(lambda m: "Waiting for a free slot" in json.dumps(m.embeds))
 
     await bot_harness.restart()
-    result = await next_result(discord_double, 0)
-    await settled(bot_harness, db, jobs=2)
+    await settled(bot_harness, db, jobs=2, timeout=20)
 
-    assert results(discord_double) == [result] and "a lighthouse at dusk" in result.content
-    (notice,) = [m for m in discord_double.messages() if "restarted" in m.content]
-    assert notice.content.startswith(f"<@{bob.id}> **a harbour at dawn** — The bot restarted")
+    # Bob's job never reached the gateway, so it is simply run now: nobody loses a video to a restart.
+    delivered = results(discord_double)
+    assert sorted(m.content.split("**")[1] for m in delivered) == ["a harbour at dawn", f"a lighthouse at dusk {SLOW}"]
     assert [g.status for g in (await db.get_generation(1), await db.get_generation(2))] == [
         GenerationStatus.SUCCEEDED,
-        GenerationStatus.FAILED,
+        GenerationStatus.SUCCEEDED,
     ]
-    assert await ledger(db) == ["charged", "refunded"]
-    assert len(fake_upstream.state.requests_to("/v1/videos", "POST")) == 1  # bob's job never reached the gateway
-
-
-async def test_a_video_posted_just_before_a_crash_is_not_delivered_again(
-    bot_harness: BotHarness, discord_double: DiscordDouble, fake_upstream: FakeUpstream, db: Database
-) -> None:
-    await start(bot_harness, sora_api_format="videos")
-    alice = discord_double.add_member(name="alice")
-    await discord_double.slash("sora", user=alice, prompt=f"a lighthouse at dusk {ENDLESS}")
-    await running_upstream(db, 1)
-    await bot_harness.stop()
-    # As if the bot had posted the result and was killed (kill -9) before recording it.
-    posted = discord_double.world.create_message(
-        discord_double.channel,
-        discord_double.bot_user,
-        content="🎬 **a lighthouse at dusk**",
-        components=[
-            {"type": 1, "components": [{"type": 2, "style": 1, "label": "Remix", "custom_id": "sora:remix:1"}]}
-        ],
-    )
-
-    await bot_harness.start(**bot_harness._start_args)
-    await settled(bot_harness, db)
-
-    generation = await db.get_generation(1)
-    assert generation is not None and generation.status == GenerationStatus.SUCCEEDED
-    assert generation.result_message_id == posted.id
-    assert await ledger(db) == ["charged"]
-    assert results(discord_double) == [posted]  # nothing posted a second time
+    assert await ledger(db) == ["charged", "charged"]
+    creates = fake_upstream.state.requests_to("/v1/videos", "POST")
+    assert len(creates) == 2  # alice's job once (resumed, not created again), bob's once
+    assert not [m for m in discord_double.messages() if "restarted" in m.content]
 
 
 async def test_jobs_accepted_before_ready_are_not_taken_for_leftovers(
@@ -182,7 +155,7 @@ async def test_jobs_accepted_before_ready_are_not_taken_for_leftovers(
     await discord_double.slash("sora", user=alice, prompt=f"a lighthouse at dusk {SLOW}")
     await running_upstream(db, 1)
     # The restart clean-up runs while this process's own job is in flight (as when a request beats on_ready).
-    await bot.jobs.resume_unfinished()
+    await bot.jobs.keeper.tick()
     result = await next_result(discord_double, 0)
     await settled(bot_harness, db)
 

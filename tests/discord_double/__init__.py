@@ -13,6 +13,7 @@ Self-contained (aiohttp, jsonschema): it knows nothing of the bot under test, so
 from .clock import AdvanceableClock, Clock, ManualClock
 from .double import DEFAULT_TOKEN, DiscordDouble, InteractionHandle, Upload
 from .gateway import Frame, GatewaySession
+from .latency import Delay
 from .models import (
     FILESIZE_BY_TIER,
     MIB,
@@ -33,7 +34,7 @@ from .models import (
 from .permissions import ALL_PERMISSIONS, DEFAULT_EVERYONE, Overwrite, Permission
 from .rest import RecordedRequest, UploadedFile
 from .spec import OpenAPISpec
-from .state import Intents
+from .state import NONCE_WINDOW, Intents
 
 __all__ = [
     "ALL_PERMISSIONS",
@@ -41,12 +42,14 @@ __all__ = [
     "DEFAULT_TOKEN",
     "FILESIZE_BY_TIER",
     "MIB",
+    "NONCE_WINDOW",
     "AdvanceableClock",
     "Attachment",
     "Channel",
     "ChannelType",
     "Clock",
     "Command",
+    "Delay",
     "DiscordDouble",
     "Frame",
     "GatewaySession",

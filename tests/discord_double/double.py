@@ -1,4 +1,10 @@
-"""`DiscordDouble`: the server (REST + gateway + CDN on 127.0.0.1) and the API tests drive it with."""
+"""`DiscordDouble`: the server (REST + gateway + CDN on 127.0.0.1) and the API tests drive it with.
+
+Beyond building the world and acting as members, a test can inject Discord's bad minutes: `inject_rate_limit`,
+`inject_error`, and `delay(route, seconds, after_commit=)`, which holds requests before the double applies them
+or after it applied them but before it answers (`await delay.wait_held()` marks the window). Message creates
+honour `enforce_nonce` (`deduplicated_requests` counts the hits); see README.md.
+"""
 
 # The waiting helpers take `timeout=` on purpose: they poll the double's state, and a test reads best as
 # `await double.wait_for_message(channel, pred, timeout=5)`.
@@ -18,6 +24,7 @@ from aiohttp import web
 
 from .clock import Clock, ManualClock
 from .gateway import Frame, Gateway, GatewaySession
+from .latency import Delay
 from .models import (
     Attachment,
     Channel,
@@ -192,6 +199,7 @@ class DiscordDouble:
         self.command_syncs: list[tuple[int | None, list[str]]] = []
         self._expected: list[int | str] | None = []
         self._injected_errors: list[list[Any]] = []  # [method, route template, status, times left]
+        self._delays: list[Delay] = []
         self._changed = asyncio.Event()
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -217,6 +225,8 @@ class DiscordDouble:
         return self
 
     async def stop(self) -> None:
+        for delay in self._delays:  # held handlers finish now instead of outliving the server
+            delay.release()
         await self.gateway.close()
         if self._runner is not None:
             await self._runner.cleanup()
@@ -713,6 +723,11 @@ class DiscordDouble:
         return [r for r in self.requests if r.method == method.upper() and r.route == route]
 
     @property
+    def deduplicated_requests(self) -> list[RecordedRequest]:
+        """Message creates that `enforce_nonce` answered with an earlier message instead of creating one."""
+        return [r for r in self.requests if r.deduplicated]
+
+    @property
     def unknown_requests(self) -> list[RecordedRequest]:
         return [r for r in self.requests if r.kind == "unknown_route"]
 
@@ -795,6 +810,36 @@ class DiscordDouble:
                 entry[3] -= 1
                 return int(entry[2])
         return None
+
+    def delay(self, route: str, seconds: float | None, *, times: int = 1, after_commit: bool = False) -> Delay:
+        """Hold the next `times` requests to `route` ("POST /interactions/{interaction_id}/{interaction_token}/
+        callback") for `seconds` real seconds (None: until `release()`), before the double applies them, or with
+        `after_commit=True` after it applied them but before it answers. Returns the `Delay`: `await
+        delay.wait_held()` → the held request, `delay.holding`, `delay.held`, `delay.release()`."""
+        method, template = self._known_route(route)
+        delay = Delay(self, method, template, seconds, times=times, after_commit=after_commit)
+        self._delays.append(delay)
+        return delay
+
+    async def wait_held(self, route: str, timeout: float = 5.0) -> RecordedRequest:
+        """The oldest request to `route` that a delay is holding right now, waiting until there is one."""
+        method, template = self._known_route(route)
+
+        def held() -> RecordedRequest | None:
+            return next((r for d in self._delays if d.matches(method, template) for r in d.holding), None)
+
+        return await self.wait_for(held, timeout, what=f"a held {route}")
+
+    def _take_delay(self, method: str, template: str) -> Delay | None:
+        return next((d for d in self._delays if d.matches(method, template) and d.take()), None)
+
+    def _known_route(self, route: str) -> tuple[str, str]:
+        method, _, template = route.partition(" ")
+        method = method.upper()
+        if not any(r.method == method and r.template == template for r in self.rest.routes):
+            known = sorted(f"{r.method} {r.template}" for r in self.rest.routes)
+            raise ValueError(f"the double serves no route {route!r}; it serves: {known}")
+        return method, template
 
     def force_reconnect(self) -> int:
         """Send op 7 RECONNECT; the client reconnects to the resume URL and RESUMEs."""

@@ -2,7 +2,8 @@
 
 Pipeline per request: read the body (JSON or multipart with `payload_json` + `files[n]`) → match a route (else
 404, recorded as unknown) → auth → rate limit (429 with Discord's headers/body) → upload size (413 40005) →
-OpenAPI spec + Discord limits (400 50035 with the error tree) → handler (Discord's own error codes).
+OpenAPI spec + Discord limits (400 50035 with the error tree) → handler (Discord's own error codes), held
+before or after the handler when a `double.delay(...)` covers the route.
 Every request is recorded with its response in `double.requests`.
 """
 
@@ -176,6 +177,9 @@ class RestApi:
                 issues += route.checks(record.body, ctx)
             if issues:
                 raise invalid_form(issues)
+        delay = self.double._take_delay(request.method, route.template)
+        if delay is not None:
+            return await delay.run(record, lambda: route.handler(ctx))
         return await route.handler(ctx)
 
     def _upload_limit(self, ctx: Ctx) -> int:

@@ -7,7 +7,7 @@ from typing import Any
 from . import rules
 from .models import Channel, ChannelType, MessageFlag
 from .permissions import Permission
-from .wire import ApiError, Ctx, Handlers, RouteDef, invalid_form
+from .wire import ApiError, Ctx, Handlers, RouteDef, invalid_form, unknown
 
 
 class ChannelRoutes(Handlers):
@@ -24,7 +24,7 @@ class ChannelRoutes(Handlers):
                 self.create_message,
                 bucket="message_create",
                 major="channel_id",
-                checks=message_checks,
+                checks=self.create_checks,
             ),
             r("GET", "/channels/{channel_id}/messages/{message_id}", self.get_message, major="channel_id"),
             r(
@@ -72,6 +72,12 @@ class ChannelRoutes(Handlers):
                 major="channel_id",
             ),
         ]
+
+    @staticmethod
+    def create_checks(body: Any, ctx: Ctx) -> list[rules.Issue]:
+        if not isinstance(body, dict):
+            return []
+        return rules.check_message(body) + rules.check_nonce(body)
 
     # --- channels and messages ---------------------------------------------------------------------------------
 
@@ -128,6 +134,13 @@ class ChannelRoutes(Handlers):
         if channel.type in (ChannelType.GUILD_CATEGORY, ChannelType.GUILD_FORUM):
             raise ApiError(400, 50008, "Cannot send messages in a non-text channel", kind="wrong_channel_type")
         self._check_send(channel, body, ctx.files)
+        if body.get("enforce_nonce") is True and body.get("nonce") is not None:
+            earlier = self.world.message_with_nonce(channel, self.world.bot_user, body["nonce"])
+            if earlier is not None:
+                ctx.record.deduplicated = True
+                if earlier.deleted:  # discord.py documents NotFound for a nonce whose message was just deleted
+                    raise unknown("Message", 10008)
+                return 200, earlier.to_payload()
         if rules.is_empty_message(body, files=len(ctx.files)):
             raise ApiError(400, 50006, "Cannot send an empty message", kind="empty_message")
         reference = None

@@ -39,6 +39,8 @@ OPTIONS_LIMIT = 25
 CHOICES_LIMIT = 25
 CHOICE_NAME_LIMIT = 100
 CHOICE_VALUE_LIMIT = 100
+NONCE_LENGTH_LIMIT = 25
+INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 
 Path = tuple[str | int, ...]
 
@@ -190,6 +192,27 @@ def check_components(components: list[Any], *, base: Path, v2: bool) -> list[Iss
             issues += _too_long((*at, "components", c_index, "label"), child.get("label"), BUTTON_LABEL_LIMIT)
             note_custom_id(child, (*at, "components", c_index))
     return issues
+
+
+def check_nonce(body: dict[str, Any]) -> list[Issue]:
+    """`nonce` on a channel message create: a string of at most 25 characters or a 64-bit integer.
+
+    Discord reports these with its own codes (not the generic BASE_TYPE_* ones); null or absent is fine.
+    """
+    nonce = body.get("nonce")
+    if nonce is None:
+        return []
+    if isinstance(nonce, str):
+        if len(nonce) > NONCE_LENGTH_LIMIT:
+            return [Issue(("nonce",), "NONCE_TYPE_TOO_LONG", f"Must be {NONCE_LENGTH_LIMIT} or fewer characters long.")]
+        return []
+    if isinstance(nonce, int) and not isinstance(nonce, bool):
+        if nonce > INT64_MAX:
+            return [Issue(("nonce",), "NUMBER_TYPE_MAX", f"int value should be less than or equal to {INT64_MAX}.")]
+        if nonce < INT64_MIN:
+            return [Issue(("nonce",), "NUMBER_TYPE_MIN", f"int value should be greater than or equal to {INT64_MIN}.")]
+        return []
+    return [Issue(("nonce",), "NONCE_TYPE_INVALID_TYPE", "This field must be a string or integer.")]
 
 
 def is_empty_message(body: dict[str, Any], *, files: int) -> bool:
@@ -369,6 +392,7 @@ __all__ = [
     "check_embeds",
     "check_message",
     "check_modal",
+    "check_nonce",
     "is_empty_message",
     "issues_to_tree",
     "text_inputs",

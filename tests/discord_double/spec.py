@@ -36,6 +36,7 @@ def default_spec_path() -> Path:
 # Where the spec is stricter than Discord: Discord takes snowflakes as JSON integers as well as strings
 # (discord.py sends `attachments[].id` as the integer index of the file part), and permission bitsets as
 # decimal strings (the docs type `default_member_permissions` as "?string"; discord.py sends a string).
+# A message's `nonce` is left to `rules.check_nonce`, which answers with Discord's own NONCE_TYPE_* codes.
 _SNOWFLAKE = {"anyOf": [{"type": "string", "pattern": "^(0|[1-9][0-9]*)$"}, {"type": "integer", "minimum": 0}]}
 _PERMISSIONS = {"anyOf": [{"type": ["integer", "null"], "minimum": 0}, {"type": "string", "pattern": "^[0-9]+$"}]}
 
@@ -50,6 +51,8 @@ def _relax(spec: dict[str, Any]) -> dict[str, Any]:
             props = node.get("properties")
             if isinstance(props, dict) and "default_member_permissions" in props:
                 props["default_member_permissions"] = _PERMISSIONS
+            if isinstance(props, dict) and "enforce_nonce" in props:  # request bodies only, not responses
+                props["nonce"] = {}
             for value in node.values():
                 walk(value)
         elif isinstance(node, list):

@@ -34,6 +34,9 @@ from .permissions import (
     channel_permissions,
 )
 
+# Discord checks an enforced nonce "for uniqueness in the past few minutes"; the double keeps it this long.
+NONCE_WINDOW = 5 * 60.0
+
 
 class Intents:
     GUILDS = 1 << 0
@@ -87,6 +90,8 @@ class World:
         self.interactions_by_token: dict[str, Interaction] = {}
         self.commands: dict[int, Command] = {}
         self.attachments: dict[int, Attachment] = {}
+        # (channel id, author id, nonce as text) → the first message created with it and when (clock.monotonic)
+        self.nonces: dict[tuple[int, int, str], tuple[Message, float]] = {}
         self.cdn_base = "http://127.0.0.1:0/cdn"
         self.dispatcher: Dispatcher = lambda event, build: None
         self.bot_user = self.add_user(bot_name, bot=True)
@@ -434,6 +439,10 @@ class World:
         )
         message.history.append(message.snapshot(self.now(), self.clock.monotonic()))
         self.messages[message.id] = message
+        if nonce is not None:
+            key = (channel.id, author.id, str(nonce))
+            if self.message_with_nonce(channel, author, nonce) is None:
+                self.nonces[key] = (message, self.clock.monotonic())
         if not message.ephemeral:
             channel.last_message_id = message.id
             if channel.is_thread:
@@ -443,6 +452,19 @@ class World:
                 "MESSAGE_CREATE",
                 lambda intents: self.message_payload(message, intents) if intents & required else None,
             )
+        return message
+
+    def message_with_nonce(self, channel: Channel, author: User, nonce: str | int) -> Message | None:
+        """The message `author` created in `channel` with `nonce` within the last `NONCE_WINDOW` seconds (it may
+        have been deleted since), else None."""
+        key = (channel.id, author.id, str(nonce))
+        found = self.nonces.get(key)
+        if found is None:
+            return None
+        message, created = found
+        if self.clock.monotonic() - created > NONCE_WINDOW:
+            del self.nonces[key]
+            return None
         return message
 
     def edit_message(
@@ -596,4 +618,4 @@ class World:
         return MessageFlag.LOADING | ((data or {}).get("flags") or 0) & MessageFlag.EPHEMERAL
 
 
-__all__ = ["AppFlags", "Intents", "PayloadBuilder", "Snowflakes", "World"]
+__all__ = ["NONCE_WINDOW", "AppFlags", "Intents", "PayloadBuilder", "Snowflakes", "World"]

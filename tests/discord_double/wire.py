@@ -62,6 +62,8 @@ class RecordedRequest:
     kind: str | None = None  # why it was rejected: unknown_route, invalid_body, too_large, forbidden, ...
     issues: list[str] = field(default_factory=list)
     expected: bool = False
+    deduplicated: bool = False  # `enforce_nonce` matched an earlier message: it was returned, none was created
+    held: str | None = None  # "before_commit" / "after_commit" when a `double.delay(...)` held this request
 
     @property
     def key(self) -> str:
@@ -82,6 +84,10 @@ class RecordedRequest:
     def __repr__(self) -> str:
         code = f" code={self.code}" if self.code is not None else ""
         extra = f" {self.issues}" if self.issues else ""
+        if self.deduplicated:
+            extra += " deduplicated"
+        if self.held:
+            extra += f" held {self.held}"
         return f"<{self.method} {self.path} → {self.status}{code}{extra}>"
 
 

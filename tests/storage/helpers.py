@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from storage import Database, NewGeneration, QuotaDenied, Reservation
+from storage import Database, Generation, Lease, LeaseGrant, NewGeneration, QuotaDenied, Reservation
 
 GUILD = 1000
 OTHER_GUILD = 1001
@@ -35,10 +35,21 @@ def new_generation(**overrides: Any) -> NewGeneration:
     return NewGeneration(**values)
 
 
+def lease_of(generation: Generation, owner: str | None = None) -> Lease:
+    return Lease(generation.id, generation.attempt, owner or generation.lease_owner or "")
+
+
 async def reserve(
-    db: Database, *, role_ids: tuple[int, ...] = (), is_admin: bool = False, **overrides: Any
+    db: Database,
+    *,
+    role_ids: tuple[int, ...] = (),
+    is_admin: bool = False,
+    lease: LeaseGrant | None = None,
+    **overrides: Any,
 ) -> Reservation:
-    result = await db.create_generation(new_generation(**overrides), role_ids=role_ids, is_admin=is_admin)
+    result = await db.create_generation(
+        new_generation(**overrides), role_ids=role_ids, is_admin=is_admin, lease=lease
+    )
     assert isinstance(result, Reservation), result
     return result
 

@@ -1,9 +1,8 @@
-"""The job lifecycle: reserve + create, progress, charge, refund, cancel, reconcile, the remix tree."""
+"""The job lifecycle: reserve + create, progress, charge, refund, cancel, the remix tree."""
 
 from __future__ import annotations
 
 import asyncio
-from pathlib import Path
 
 import pytest
 
@@ -17,7 +16,7 @@ from storage import (
     NotFound,
     Reservation,
 )
-from tests.storage.helpers import ALICE, BOB, CHANNEL, GUILD, THREAD, new_generation, reserve
+from tests.storage.helpers import ALICE, CHANNEL, GUILD, THREAD, lease_of, new_generation, reserve
 
 
 async def ledger_state(db: Database, generation_id: int) -> LedgerState:
@@ -178,69 +177,6 @@ async def test_a_missing_parent_records_nothing(db: Database) -> None:
     assert await db.unfinished_generations() == []
 
 
-async def test_restart_mid_job_then_reconcile(db_path: Path, clock: FakeClock) -> None:
-    db = await Database.open(db_path, clock=clock)
-    resumable = (await reserve(db, user_id=ALICE, cost=2)).generation_id
-    await db.update_generation_progress(resumable, 30)
-    await db.set_task_id(resumable, "task_abc", resumable=True)
-    streaming = (await reserve(db, user_id=BOB, cost=3)).generation_id
-    await db.update_generation_progress(streaming, 60)
-    await db.close()  # the bot dies mid-job
-
-    db = await Database.open(db_path, clock=clock)
-    try:
-        report = await db.reconcile()
-        assert [g.id for g in report.resumable] == [resumable]
-        assert [g.id for g in report.failed] == [streaming]
-        assert report.refunded_credits == 3 and report.settled == ()
-        failed = report.failed[0]
-        assert (failed.status, failed.error_kind, failed.user_id) == (GenerationStatus.FAILED, RESTART, BOB)
-        assert await ledger_state(db, streaming) == LedgerState.REFUNDED
-        assert await ledger_state(db, resumable) == LedgerState.RESERVED
-
-        again = await db.reconcile()  # idempotent
-        assert not again.changed and [g.id for g in again.resumable] == [resumable]
-
-        # The resumed job finishes after the restart and is charged once.
-        assert (await db.mark_succeeded(resumable, result_url="https://cdn.example/v.mp4")).charged
-        assert await ledger_total(db) == {"charged": 2, "refunded": 3}
-        assert (await db.quota_status(GUILD, ALICE)).used == 2
-        assert (await db.quota_status(GUILD, BOB)).used == 0
-    finally:
-        await db.close()
-
-    db = await Database.open(db_path, clock=clock)  # and nothing changes on the next start
-    try:
-        assert not (await db.reconcile()).changed
-        assert await ledger_total(db) == {"charged": 2, "refunded": 3}
-    finally:
-        await db.close()
-
-
-async def test_reconcile_keeps_only_what_the_bot_says_it_will_resume(db: Database) -> None:
-    await db.set_concurrency(GUILD, per_member=5, per_guild=None)
-    queued = (await reserve(db)).generation_id
-    with_task = (await reserve(db)).generation_id
-    await db.set_task_id(with_task, "task_1", resumable=True)
-    report = await db.reconcile(resume_ids={queued})
-    assert [g.id for g in report.resumable] == [queued]
-    assert [g.id for g in report.failed] == [with_task]
-
-
-async def test_reconcile_settles_stray_reservations(db: Database) -> None:
-    """A reservation left `reserved` under a finished generation (a crash of an older version, a manual edit)."""
-    await db.set_concurrency(GUILD, per_member=5, per_guild=None)
-    done = (await reserve(db, cost=2)).generation_id
-    gone = (await reserve(db, cost=3)).generation_id
-    await db._execute("UPDATE generations SET status = 'succeeded' WHERE id = ?", (done,))
-    await db._execute("UPDATE generations SET status = 'failed' WHERE id = ?", (gone,))
-    report = await db.reconcile()
-    assert len(report.settled) == 2 and report.refunded_credits == 3 and report.failed == ()
-    assert await ledger_state(db, done) == LedgerState.CHARGED
-    assert await ledger_state(db, gone) == LedgerState.REFUNDED
-    assert not (await db.reconcile()).changed
-
-
 async def build_chain(db: Database, length: int) -> list[int]:
     ids: list[int] = []
     for turn in range(length):
@@ -331,6 +267,8 @@ async def test_cancelled_callers_leave_no_half_transactions(db: Database) -> Non
     ledger = await db._fetchone("SELECT COUNT(*) FROM ledger")
     assert generations is not None and ledger is not None and generations[0] == ledger[0]
     await reserve(db)
-    report = await db.reconcile()  # whatever was reserved for a caller that vanished is given back
-    assert all(g.status == GenerationStatus.FAILED for g in report.failed)
+    # Whatever was reserved for a caller that vanished has no live lease: the next sweep claims it.
+    for generation in await db.claim_expired("sweeper", 30.0, limit=1000):
+        settlement = await db.mark_failed(generation.id, RESTART, "gone", lease=lease_of(generation, "sweeper"))
+        assert settlement.refunded
     assert await db.unfinished_generations() == []

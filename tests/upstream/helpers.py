@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import aclosing
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import aclosing, asynccontextmanager
 from pathlib import Path
+
+from aiohttp import web
 
 from bot.fake_upstream.app import sample_thumbnail
 from bot.upstream.types import Event, Failed, Progress, Succeeded, TaskId, VideoRequest
@@ -61,3 +63,24 @@ def assert_mp4(path: Path, size: int | None = None) -> None:
     assert data[4:8] == b"ftyp", data[:16]
     if size is not None:
         assert len(data) == size
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@asynccontextmanager
+async def serve(routes: dict[tuple[str, str], Handler]) -> AsyncIterator[str]:
+    """Serve `routes` ({(method, path): handler}) on 127.0.0.1 port 0; yields the base URL."""
+    app = web.Application()
+    for (method, path), handler in routes.items():
+        app.router.add_route(method, path, handler)
+    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.2)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    assert site._server is not None
+    port = site._server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        await runner.cleanup()
