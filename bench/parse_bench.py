@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import random
 import sys
 import time
@@ -30,6 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from openai._streaming import SSEDecoder as OpenAISSEDecoder
 
+from bench.common import environment
 from bot.fake_upstream.chat import chunk, sse_event
 from bot.upstream.chat import ChatStream
 from bot.upstream.sse import SSEDecoder
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     results["jobs"] = len(jobs)
     results["reads"] = sum(len(job) for job in jobs)
     results["mode"] = "quick" if args.quick else "full"
-    results["python"] = platform.python_version()
+    results.update(environment())
 
     for key in ("parse_mb_s", "decode_mb_s", "openai_sdk_mb_s", "openai_sdk_json_mb_s", "parse_long_mb_s"):
         print(f"{key:>28}: {results[key]:8.2f} MB/s")

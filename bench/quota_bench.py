@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from bench.common import environment  # noqa: E402
 from storage import Database, NewGeneration, Reservation  # noqa: E402
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     with tempfile.TemporaryDirectory() as tmp:
         figures = asyncio.run(run(args.reservers, rounds, Path(tmp) / "bench.sqlite3"))
     figures["mode"] = "quick" if args.quick else "full"
+    figures.update(environment())
     print(
         f"{figures['reservations']} reservations by {figures['reservers']} concurrent reservers on one guild: "
         f"{figures['quota_reservations_per_s']} reservations/s, p50 {figures['quota_p50_ms']} ms, "

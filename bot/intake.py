@@ -30,11 +30,12 @@ from bot.validation import (
     clean_prompt,
     sniff_image,
 )
-from storage import CancelOutcome, Generation, GenerationStatus
+from storage import CancelOutcome, Generation, GenerationStatus, QuotaDenied
 
 log = logging.getLogger(__name__)
 
 SETTLE_WAIT = 2.0  # seconds a press or reply waits for a video that is being posted right now (Discord's 3 s rule)
+EARLY_CHECK_TIMEOUT = 1.0  # seconds the ban / channel check may take before the interaction is acknowledged
 
 CANCEL_ANSWERS = {
     CancelOutcome.ALREADY_REQUESTED: "error.cancel_pending",
@@ -88,30 +89,31 @@ def may_manage(manager: JobManager, interaction: discord.Interaction[Any], owner
     return member_is_admin(interaction.user)
 
 
-def interaction_spec(
-    interaction: discord.Interaction[Any],
+def member_spec(
+    guild_id: int,
+    channel: Any,
+    member: discord.abc.User,
+    locale: str,
     prompt: str,
     params: VideoParameters,
     *,
     parent: Generation | None = None,
 ) -> JobSpec:
-    channel = interaction.channel
-    parent_channel_id = channel.parent_id if isinstance(channel, discord.Thread) else None
-    assert interaction.guild_id is not None and interaction.channel_id is not None
+    """The one way a request becomes a `JobSpec`: who asks, where the job lives (a thread knows its channel)."""
     return JobSpec(
-        guild_id=interaction.guild_id,
-        channel_id=interaction.channel_id,
-        parent_channel_id=parent_channel_id,
-        user_id=interaction.user.id,
-        locale=interaction_locale(interaction),
+        guild_id=guild_id,
+        channel_id=channel.id,
+        parent_channel_id=channel.parent_id if isinstance(channel, discord.Thread) else None,
+        user_id=member.id,
+        locale=locale,
         model=params.model,
         prompt=prompt,
         seconds=params.seconds,
         size=params.size,
         orientation=params.orientation,
         parent=parent,
-        is_admin=member_is_admin(interaction.user),
-        role_ids=member_roles(interaction.user),
+        is_admin=member_is_admin(member),
+        role_ids=member_roles(member),
     )
 
 
@@ -145,7 +147,8 @@ async def start_from_interaction(
         return
     # A banned member or a closed channel is told before anything is deferred publicly or downloaded.
     channel = interaction.channel
-    denied = await manager.db.check_access(
+    denied = await early_access_check(
+        manager,
         interaction.guild_id,
         interaction.user.id,
         interaction.channel_id or 0,
@@ -168,9 +171,9 @@ async def start_from_interaction(
     except InvalidRequest as problem:
         await origin.refuse(t(problem.key, locale, **problem.values))
         return
-    spec = interaction_spec(interaction, cleaned, params, parent=parent)
-    if thread is not None:
-        spec = replace(spec, channel_id=thread.id, parent_channel_id=thread.parent_id)
+    assert interaction.guild_id is not None and interaction.channel is not None
+    home = thread or interaction.channel
+    spec = member_spec(interaction.guild_id, home, interaction.user, locale, cleaned, params, parent=parent)
     if images:
         spec = replace(spec, images=images, image_urls=tuple(a.url for a in attachments))
     await manager.submit(spec, origin)
@@ -190,6 +193,20 @@ async def remix_thread(manager: JobManager, video: Generation, here: int | None)
     if not isinstance(thread, discord.Thread) or thread.archived or thread.locked:
         return None
     return thread
+
+
+async def early_access_check(
+    manager: JobManager, guild_id: int, user_id: int, channel_id: int, parent_channel_id: int | None
+) -> QuotaDenied | None:
+    """Ban and channel rules, read before the interaction is acknowledged. Bounded: on a database busy enough to
+    threaten Discord's 3 s, the request goes on (the reservation checks the same rules again, atomically)."""
+    try:
+        return await asyncio.wait_for(
+            manager.db.check_access(guild_id, user_id, channel_id, parent_channel_id), EARLY_CHECK_TIMEOUT
+        )
+    except TimeoutError:
+        log.warning("the early access check took over %.1f s; deferring first", EARLY_CHECK_TIMEOUT)
+        return None
 
 
 async def settled_generation(manager: JobManager, generation_id: int) -> Generation | None:
@@ -323,7 +340,8 @@ async def remix_from_reply(
         check_attachments(manager, attachments, params)
         if manager.busy:
             raise InvalidRequest("error.busy")
-        denied = await manager.db.check_access(
+        denied = await early_access_check(
+            manager,
             message.guild.id,
             message.author.id,
             channel.id,
@@ -340,24 +358,9 @@ async def remix_from_reply(
     if thread is not None:
         pointer = t("progress.in_thread", locale, link=thread.jump_url)
         origin = ThreadOrigin(thread, pointer=pointer, message=message)
-    target_channel: Any = thread or channel
-    spec = JobSpec(
-        guild_id=message.guild.id,
-        channel_id=target_channel.id,
-        parent_channel_id=target_channel.parent_id if isinstance(target_channel, discord.Thread) else None,
-        user_id=message.author.id,
-        locale=locale,
-        model=params.model,
-        prompt=prompt,
-        seconds=params.seconds,
-        size=params.size,
-        orientation=params.orientation,
-        images=images,
-        image_urls=tuple(a.url for a in attachments),
-        parent=generation,
-        is_admin=member_is_admin(message.author),
-        role_ids=member_roles(message.author),
-    )
+    spec = member_spec(message.guild.id, thread or channel, message.author, locale, prompt, params, parent=generation)
+    if images:
+        spec = replace(spec, images=images, image_urls=tuple(a.url for a in attachments))
     await manager.submit(spec, origin)
 
 

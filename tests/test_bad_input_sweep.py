@@ -518,6 +518,52 @@ async def reply_with_a_text_file(s: Sweep) -> str:
     return answer.content
 
 
+# --- what the gateway sends back: links to elsewhere, endless bodies, signed links ----------------------------
+
+
+async def failing_upstream(s: Sweep, directive: str) -> str:
+    handle = await s.slash(prompt=f"a harbour {QUICK} {directive}")
+    await s.settle()
+    answer = await s.answer_of(handle)
+    assert "Traceback" not in answer and len(answer) < 3000
+    return answer
+
+
+async def result_on_a_private_host(s: Sweep) -> str:
+    answer = await failing_upstream(s, "fake:result_host=localhost")
+    said = [m for m in s.bot_messages() if m.embeds]
+    sentences = " ".join(str(m.embeds[0].get("description", "")) for m in said)
+    assert "localhost" not in sentences and "127.0.0" not in sentences  # the refused host is never named
+    return answer
+
+
+async def redirect_to_a_private_host(s: Sweep) -> str:
+    return await failing_upstream(s, "fake:redirect_host=localhost")
+
+
+async def endless_error_body(s: Sweep) -> str:
+    answer = await failing_upstream(s, "fake:hugeerror")
+    assert s.fake.state.huge_finished is False, "the whole endless body was read"
+    return answer
+
+
+async def endless_json_answer(s: Sweep) -> str:
+    return await failing_upstream(s, "fake:hugejson")
+
+
+async def endless_stream_event(s: Sweep) -> str:
+    return await failing_upstream(s, "fake:hugeevent")
+
+
+async def signed_link_too_big_to_attach(s: Sweep) -> str:
+    handle = await s.slash(prompt=f"a harbour {QUICK} fake:signed fake:huge")
+    await s.settle()
+    for message in s.bot_messages():
+        text = message.content + json.dumps(message.embeds) + json.dumps(message.components)
+        assert "sig=" not in text, "a signed link was published"
+    return await s.answer_of(handle)
+
+
 CASES = [
     Case("empty prompt (stale client)", empty_prompt_stale_client, EMPTY),
     Case("whitespace prompt", blank_prompt, EMPTY),
@@ -561,6 +607,12 @@ CASES = [
     Case("masked link and header in the prompt", masked_link_in_the_prompt, "free nitro", charges=1),
     Case("the queue is full", queue_full, BUSY),
     Case("reply to a video with a text file", reply_with_a_text_file, NOT_IMAGE, charges=1),
+    Case("video link on a private host", result_on_a_private_host, "refunded"),
+    Case("video link redirecting to a private host", redirect_to_a_private_host, "refunded"),
+    Case("endless error body", endless_error_body, "refunded"),
+    Case("endless JSON answer", endless_json_answer, "refunded"),
+    Case("endless stream event", endless_stream_event, "refunded"),
+    Case("signed link to a video too big to attach", signed_link_too_big_to_attach, "harbour", charges=1),
 ]
 
 

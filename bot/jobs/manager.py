@@ -20,6 +20,7 @@ from bot.jobs.model import Job, JobSpec, Start
 from bot.jobs.origins import Origin
 from bot.jobs.runner import JobRunner
 from bot.jobs.slots import SlotQueue
+from bot.jobs.spool import Spool
 from bot.quota_text import denial_sentence
 from bot.render import Phase, progress_payload
 from bot.streamer import ChannelMessageTarget, EditScheduler, EditTarget, ProgressStreamer
@@ -138,7 +139,10 @@ class JobManager:
             return None
         generation = await self.db.get_generation(outcome.generation_id)
         assert generation is not None
+        spool = await Spool.write(spec.images) if spec.images else None
+        spec = replace(spec, images=())  # waiting jobs keep their images on disk, not in memory
         job = Job(generation, spec, Lease(generation.id, generation.attempt, self.owner), self.clock, self.clock.time())
+        job.spool = spool
         self.jobs[job.id] = job
         try:
             target = await origin.first_target(progress_payload(job.view(), spec.locale), self.scheduler)
@@ -146,6 +150,8 @@ class JobManager:
             log.warning("job %s: could not show progress (%s); refunding", job.id, exc)
             await self.db.mark_failed(job.id, "upstream", "could not post progress", charge=False, lease=job.lease)
             self.jobs.pop(job.id, None)
+            if job.spool is not None:
+                await job.spool.discard()
             return None
         message = getattr(target, "message", None)
         if message is not None:
@@ -174,6 +180,8 @@ class JobManager:
         finally:
             if self.jobs.get(job.id) is job:
                 del self.jobs[job.id]
+            if job.spool is not None:
+                await asyncio.shield(job.spool.discard())
 
     async def _move_to_channel_message(self, job: Job) -> EditTarget | None:
         """The interaction token is about to die: continue in an ordinary message sent with the bot token."""
@@ -269,6 +277,9 @@ class JobManager:
             return
         spec = await self._spec_of(generation, model)
         job = Job(generation, spec, lease, self.clock, generation.created_at, task_id=generation.task_id)
+        if spec.images:
+            job.spool = await Spool.write(spec.images)
+            job.spec = replace(spec, images=())
         if start is Start.FRESH:
             job.phase = Phase.WAITING
         else:

@@ -9,6 +9,7 @@ from typing import Any
 
 from bot.clock import Clock
 from bot.config import ModelSpec
+from bot.jobs.spool import Spool
 from bot.render import JobView, Phase, progress_payload
 from bot.streamer import MessagePayload, Priority, ProgressStreamer
 from bot.upstream.remix import RemixStrategy
@@ -65,6 +66,7 @@ class Job:
     cancelled_by: int | None = None
     delivering: bool = False  # the upload started: Cancel is no longer offered
     failure_key: str | None = None  # a catalogue key that says the failure better than its kind
+    spool: Spool | None = None  # the reference images, on disk while the job waits
     streamer: ProgressStreamer | None = None
     task: asyncio.Task[None] | None = None  # the whole attempt
     work: asyncio.Task[Any] | None = None  # the cancellable part: waiting, generating, downloading

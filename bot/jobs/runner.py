@@ -181,13 +181,16 @@ class JobRunner:
 
     async def _request_for(self, job: Job) -> VideoRequest:
         spec = job.spec
+        images = spec.images
+        if job.spool is not None:
+            images = await job.spool.read()  # back in memory only for as long as the request takes
         request = VideoRequest(
             prompt=spec.prompt,
             model=spec.model.wire_name,
             seconds=spec.seconds,
             size=spec.size,
             orientation=spec.orientation,  # type: ignore[arg-type]
-            images=spec.images,
+            images=images,
         )
         if spec.parent is None or spec.remix_strategy is None:
             return request
