@@ -53,9 +53,10 @@ def percentile(values: Iterable[float], p: float) -> float:
 
 
 def environment() -> dict[str, Any]:
-    """Where the figures come from: the commit (and whether the tree had local changes), Python, cores."""
+    """Where the figures come from: the commit (and whether the code had local changes), Python, cores."""
     commit = _git("rev-parse", "--short", "HEAD")
-    dirty = bool(_git("status", "--porcelain", "--untracked-files=no"))
+    # Result files written by earlier runs are not a change to what is measured.
+    dirty = bool(_git("status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)bench/results"))
     return {
         "commit": f"{commit}{'+dirty' if dirty else ''}",
         "python": platform.python_version(),
