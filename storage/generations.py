@@ -250,8 +250,8 @@ class GenerationsMixin(Core):
         """
         if new.cost < 0:
             raise ValueError("cost can't be negative")
-        now = self._now()
         async with self._transaction() as conn:
+            now = self._now()  # once the write lock is held: a wait for it mustn't age the times written
             ctx, denied = await check_reservation(
                 conn,
                 guild_id=new.guild_id,
@@ -531,8 +531,8 @@ class GenerationsMixin(Core):
         note: str,
         lease: Lease | None = None,
     ) -> Settlement:
-        now = self._now()
         async with self._transaction() as conn:
+            now = self._now()  # once the write lock is held: a wait for it mustn't age the times written
             row = await fetchone(
                 conn,
                 "SELECT g.status, g.attempt, g.lease_owner, l.state, l.credits, "

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -58,18 +58,22 @@ class StraySettlement:
 
 
 class LeasesMixin(Core):
-    async def claim_expired(self, owner: str, seconds: float, *, limit: int = CLAIM_BATCH) -> list[Generation]:
+    async def claim_expired(
+        self, owner: str, seconds: float, *, limit: int = CLAIM_BATCH, running: Collection[int] = ()
+    ) -> list[Generation]:
         """Claim unfinished jobs whose lease has expired (or that never had one), oldest first: each gets the next
-        attempt number and a lease for `seconds`. Safe against other processes claiming at the same time."""
-        now = self._now()
+        attempt number and a lease for `seconds`. Safe against other processes claiming at the same time. The
+        jobs `owner` is `running` itself are left alone: it renews those instead of taking them over from itself."""
         async with self._transaction() as conn:
+            now = self._now()  # once the write lock is held: a wait for it mustn't age the times written
             rows = await fetchall(
                 conn,
-                f"SELECT id FROM generations WHERE status IN {_UNFINISHED} "
+                f"SELECT id, lease_owner FROM generations WHERE status IN {_UNFINISHED} "
                 "AND (lease_expires_at IS NULL OR lease_expires_at <= ?) ORDER BY id LIMIT ?",
-                (now, limit),
+                (now, limit + len(running)),
             )
-            ids = [row["id"] for row in rows]
+            mine = set(running)
+            ids = [row["id"] for row in rows if not (row["lease_owner"] == owner and row["id"] in mine)][:limit]
             for generation_id in ids:
                 await execute(
                     conn,
@@ -94,12 +98,12 @@ class LeasesMixin(Core):
         but that nobody claimed yet is still ours (the attempt didn't change): a late heartbeat loses nothing. A
         job dropped by its runner isn't in `held` and is left to expire. Returns what `owner` still holds, with
         any cancel request on it; a job claimed by another attempt since is missing."""
-        now = self._now()
         if not held:
             return {}
         ids = list(held)
         marks = ", ".join("?" for _ in ids)
         async with self._transaction() as conn:
+            now = self._now()  # once the write lock is held: a wait for it mustn't age the times written
             # Two statements for any number of jobs: a heartbeat of 500 jobs stays one short transaction.
             await execute(
                 conn,
@@ -173,8 +177,8 @@ class LeasesMixin(Core):
 
     async def begin_delivery(self, lease: Lease) -> DeliveryStart:
         """running → delivering, unless a cancel was requested first. From here on the job is delivered."""
-        now = self._now()
         async with self._transaction() as conn:
+            now = self._now()  # once the write lock is held: a wait for it mustn't age the times written
             row = await fetchone(
                 conn,
                 "SELECT status, attempt, lease_owner, cancel_requested_by FROM generations WHERE id = ?",
@@ -201,9 +205,9 @@ class LeasesMixin(Core):
     async def settle_strays(self) -> list[StraySettlement]:
         """Reservations still open on finished jobs (a crash between two writes of an older version, a manual
         edit): charged when the job succeeded, refunded otherwise. Idempotent."""
-        now = self._now()
         settled: list[StraySettlement] = []
         async with self._transaction() as conn:
+            now = self._now()  # once the write lock is held: a wait for it mustn't age the times written
             strays = await fetchall(
                 conn,
                 "SELECT l.id, l.generation_id, l.credits, g.status FROM ledger AS l "

@@ -7,7 +7,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Protocol
 
 from bot.clock import Clock
@@ -17,7 +17,9 @@ log = logging.getLogger(__name__)
 
 
 class LeaseStore(Protocol):
-    async def claim_expired(self, owner: str, seconds: float, *, limit: int = ...) -> list[Generation]: ...
+    async def claim_expired(
+        self, owner: str, seconds: float, *, limit: int = ..., running: Collection[int] = ...
+    ) -> list[Generation]: ...
 
     async def renew_leases(self, owner: str, seconds: float, held: Mapping[int, int]) -> dict[int, OwnedJob]: ...
 
@@ -97,7 +99,7 @@ class LeaseKeeper:
                 elif job.cancel_requested_by is not None:
                     self.on_cancel_requested(generation_id, job.cancel_requested_by)
         if self.claiming:
-            claimed = await self.store.claim_expired(self.owner, self.lease_seconds)
+            claimed = await self.store.claim_expired(self.owner, self.lease_seconds, running=list(self.held()))
             if claimed:
                 # Picking jobs up posts messages at Discord's pace: that must not delay the next renewal.
                 adopting = asyncio.create_task(self.on_claimed(claimed), name="adopt-claimed-jobs")

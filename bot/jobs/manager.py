@@ -145,17 +145,22 @@ class JobManager:
         job.spool = spool
         self.jobs[job.id] = job
         try:
-            target = await origin.first_target(progress_payload(job.view(), spec.locale), self.scheduler)
-        except discord.HTTPException as exc:
-            log.warning("job %s: could not show progress (%s); refunding", job.id, exc)
-            await self.db.mark_failed(job.id, "upstream", "could not post progress", charge=False, lease=job.lease)
-            self.jobs.pop(job.id, None)
+            try:
+                target = await origin.first_target(progress_payload(job.view(), spec.locale), self.scheduler)
+            except discord.HTTPException as exc:
+                log.warning("job %s: could not show progress (%s); refunding", job.id, exc)
+                await self.db.mark_failed(job.id, "upstream", "could not post progress", charge=False, lease=job.lease)
+                raise _NotStarted from None
+            message = getattr(target, "message", None)
+            if message is not None:
+                await self.db.set_progress_message(job.id, message.id, lease=job.lease)
+        except (_NotStarted, LeaseLost):
+            # LeaseLost: this process stalled past the new job's lease and another attempt holds it now.
+            if self.jobs.get(job.id) is job:
+                del self.jobs[job.id]
             if job.spool is not None:
                 await job.spool.discard()
             return None
-        message = getattr(target, "message", None)
-        if message is not None:
-            await self.db.set_progress_message(job.id, message.id, lease=job.lease)
         self._start(job, target, Start.FRESH)
         return job
 
@@ -392,6 +397,10 @@ class JobManager:
             with contextlib.suppress(Exception):
                 await self.db.release_lease(job.lease)
         await self.scheduler.close()
+
+
+class _NotStarted(Exception):
+    """The job's first message couldn't be shown: it was refunded and is not run."""
 
 
 __all__ = ["JobManager"]

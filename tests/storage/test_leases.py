@@ -192,3 +192,12 @@ async def test_upgrading_a_version_3_database_keeps_every_row(tmp_path: Path, cl
         assert row is not None and row["generation_id"] == 1  # the foreign key survived the rebuild
         (claimed,) = await db.claim_expired("process-a", 30.0)  # an old row has no lease: claimable at once
         assert claimed.attempt == 2
+
+
+async def test_a_process_renews_its_own_late_jobs_instead_of_taking_them_over(db: Database, clock: FakeClock) -> None:
+    job = (await reserve(db, lease=A)).generation_id
+    clock.advance(31)  # the heartbeat was late: the lease ran out, nobody claimed it yet
+    assert await db.claim_expired("process-a", 30.0, running=[job]) == []  # not from itself
+    held = await db.renew_leases("process-a", 30.0, {job: 1})
+    assert set(held) == {job}  # still attempt 1, renewed
+    assert await db.claim_expired(B, 30.0) == []  # and no longer expired for anyone else
