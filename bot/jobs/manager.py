@@ -236,7 +236,7 @@ class JobManager:
         self.keeper.start()
 
     def _held(self) -> dict[int, int]:
-        return {job.id: job.lease.attempt for job in self.jobs.values()}
+        return {job.id: job.lease.attempt for job in self.jobs.values() if not job.settled}
 
     def _lost(self, generation_id: int) -> None:
         job = self.jobs.pop(generation_id, None)

@@ -67,6 +67,7 @@ class Job:
     delivering: bool = False  # the upload started: Cancel is no longer offered
     failure_key: str | None = None  # a catalogue key that says the failure better than its kind
     spool: Spool | None = None  # the reference images, on disk while the job waits
+    settled: bool = False  # its final state and ledger entry are written: no lease to keep any more
     streamer: ProgressStreamer | None = None
     task: asyncio.Task[None] | None = None  # the whole attempt
     work: asyncio.Task[Any] | None = None  # the cancellable part: waiting, generating, downloading

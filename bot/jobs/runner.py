@@ -87,7 +87,12 @@ class JobRunner:
                 job.streamer.scheduler.withdraw(job.streamer)
         except asyncio.CancelledError:
             raise  # the bot is stopping: the lease is released and the job resumed elsewhere
-        except Exception:
+        except Exception as exc:
+            if job.settled:
+                # Settled already (charged or refunded, the member told or about to be): what failed is a
+                # courtesy after it, such as the thread on the result, typically while the bot stops.
+                log.warning("job %s: a step after its settlement failed: %r", job.id, exc)
+                return
             log.exception("job %s failed unexpectedly", job.id)
             try:
                 await self._fail(job, Failed(FailureKind.UPSTREAM, "internal error"), internal=True)
@@ -296,11 +301,13 @@ class JobRunner:
             task_id=result.task_id or job.task_id,
             lease=job.lease,
         )
+        job.settled = True
         return posted
 
     async def _settle_posted(self, job: Job) -> None:
         """The result message is already recorded: only make sure it is charged."""
         await self.store.mark_succeeded(job.id, result_message_id=job.generation.result_message_id, lease=job.lease)
+        job.settled = True
 
     # --- ending otherwise ---------------------------------------------------------------------------------
 
@@ -317,6 +324,7 @@ class JobRunner:
             assistant_text=failure.assistant_text or job.assistant_text or None,
             lease=job.lease,
         )
+        job.settled = True
         job.phase = Phase.FAILED
         locale = job.spec.locale
         if internal:
@@ -338,6 +346,7 @@ class JobRunner:
             with contextlib.suppress(Exception):
                 await self.upstreams.client_for(job.spec.model).cancel(job.task_id)
         settled = await self.store.mark_cancelled(job.id, lease=job.lease)
+        job.settled = True
         job.phase = Phase.CANCELLED
         if job.cancelled_by is None:
             generation = await self.store.get_generation(job.id)
