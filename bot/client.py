@@ -17,6 +17,7 @@ from bot.clock import Clock
 from bot.config import Settings
 from bot.i18n import CatalogueTranslator, interaction_locale, permission_names, t
 from bot.jobs import JobManager
+from bot.permissions import is_bot_owner
 from bot.replies import send_ephemeral
 from bot.runtime import default_intents
 from bot.streamer import EditScheduler
@@ -144,7 +145,7 @@ class SoraBot(commands.Bot):
         """No prefix commands: a mention of the bot is not a command (the cogs' listeners still see it)."""
 
     def is_bot_owner(self, user_id: int) -> bool:
-        return user_id in self.settings.bot_owner_ids or user_id == self.owner_id
+        return is_bot_owner(user_id, self.settings.bot_owner_ids, self.owner_id)
 
 
 __all__ = ["INITIAL_EXTENSIONS", "SoraBot", "SoraCommandTree"]

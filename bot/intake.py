@@ -17,7 +17,7 @@ import discord
 
 from bot.i18n import interaction_locale, resolve_locale, t
 from bot.jobs import InteractionOrigin, JobManager, JobSpec, Origin, ReplyOrigin, ThreadOrigin
-from bot.permissions import bot_missing_permissions, member_is_admin
+from bot.permissions import bot_missing_permissions, is_bot_owner, member_is_admin
 from bot.quota_text import denial_sentence
 from bot.replies import send_ephemeral
 from bot.upstream.types import ReferenceImage
@@ -77,14 +77,12 @@ def member_roles(member: Any) -> tuple[int, ...]:
     return tuple(role.id for role in getattr(member, "roles", ()) or ())
 
 
-def is_bot_owner(manager: JobManager, client: discord.Client, user_id: int) -> bool:
-    owner_id = getattr(client, "owner_id", None)
-    return user_id in manager.settings.bot_owner_ids or (owner_id is not None and user_id == owner_id)
-
-
 def may_manage(manager: JobManager, interaction: discord.Interaction[Any], owner_id: int) -> bool:
     """The requester, a server admin, or the bot's owner."""
-    if interaction.user.id == owner_id or is_bot_owner(manager, interaction.client, interaction.user.id):
+    owner_of_app = getattr(interaction.client, "owner_id", None)
+    if interaction.user.id == owner_id or is_bot_owner(
+        interaction.user.id, manager.settings.bot_owner_ids, owner_of_app
+    ):
         return True
     return member_is_admin(interaction.user)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -40,6 +41,11 @@ def missing_permissions(granted: discord.Permissions, needed: discord.Permission
     return [PERMISSION_NAMES.get(name, name) for name, value in needed if value and not getattr(granted, name)]
 
 
+def is_bot_owner(user_id: int, owner_ids: Iterable[int], application_owner_id: int | None) -> bool:
+    """`BOT_OWNER_IDS`, or the application's owner as Discord reports it."""
+    return user_id in owner_ids or (application_owner_id is not None and user_id == application_owner_id)
+
+
 def member_is_admin(member: object) -> bool:
     """Manage Server in the guild (what `/sora-admin` and managing other members' jobs require)."""
     permissions = getattr(member, "guild_permissions", None)
@@ -61,6 +67,7 @@ __all__ = [
     "REQUIRED_PERMISSIONS",
     "bot_missing_permissions",
     "invite_url",
+    "is_bot_owner",
     "member_is_admin",
     "missing_permissions",
 ]

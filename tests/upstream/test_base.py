@@ -6,8 +6,7 @@ Where the fake gateway has no such behaviour, a tiny aiohttp app on 127.0.0.1 po
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 import aiohttp
@@ -47,27 +46,7 @@ from bot.upstream.types import (
     UpstreamTimeout,
 )
 from tests.fixtures.upstream import TEST_API_KEY
-from tests.upstream.helpers import assert_mp4, collect, request
-
-Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-@asynccontextmanager
-async def tiny_gateway(routes: dict[tuple[str, str], Handler]) -> AsyncIterator[str]:
-    """Serve `routes` ({(method, path): handler}) on 127.0.0.1; yields the base URL."""
-    app = web.Application()
-    for (method, path), handler in routes.items():
-        app.router.add_route(method, path, handler)
-    runner = web.AppRunner(app, handle_signals=False, shutdown_timeout=0.2)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    assert site._server is not None
-    port = site._server.sockets[0].getsockname()[1]
-    try:
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        await runner.cleanup()
+from tests.upstream.helpers import Handler, assert_mp4, collect, request, serve
 
 
 def flaky(failures: int, status: int, then: Handler, calls: list[web.Request]) -> Handler:
@@ -120,7 +99,7 @@ async def test_download_refuses_a_streamed_size_over_the_cap(
         await response.write_eof()
         return response
 
-    async with tiny_gateway({("GET", "/v.mp4"): chunked}) as base:
+    async with serve({("GET", "/v.mp4"): chunked}) as base:
         with pytest.raises(TooLarge):
             await download_to_file(http_session, f"{base}/v.mp4", tmp_path / "v.mp4", headers={}, max_bytes=256 * 1024)
     assert not (tmp_path / "v.mp4").exists()
@@ -138,7 +117,7 @@ async def test_download_refuses_html(
 
 async def test_download_retries_5xx_then_succeeds(http_session: aiohttp.ClientSession, tmp_path: Path) -> None:
     calls: list[web.Request] = []
-    async with tiny_gateway({("GET", "/v.mp4"): flaky(2, 503, mp4, calls)}) as base:
+    async with serve({("GET", "/v.mp4"): flaky(2, 503, mp4, calls)}) as base:
         video = await download_to_file(
             http_session, f"{base}/v.mp4", tmp_path / "v.mp4", headers={}, max_bytes=2**20, attempts=3
         )
@@ -149,7 +128,7 @@ async def test_download_retries_5xx_then_succeeds(http_session: aiohttp.ClientSe
 
 async def test_download_gives_up_after_its_bound(http_session: aiohttp.ClientSession, tmp_path: Path) -> None:
     calls: list[web.Request] = []
-    async with tiny_gateway({("GET", "/v.mp4"): flaky(100, 502, mp4, calls)}) as base:
+    async with serve({("GET", "/v.mp4"): flaky(100, 502, mp4, calls)}) as base:
         with pytest.raises(UpstreamError) as caught:
             await download_to_file(
                 http_session, f"{base}/v.mp4", tmp_path / "v.mp4", headers={}, max_bytes=2**20, attempts=2
@@ -160,7 +139,7 @@ async def test_download_gives_up_after_its_bound(http_session: aiohttp.ClientSes
 
 async def test_download_does_not_retry_a_404(http_session: aiohttp.ClientSession, tmp_path: Path) -> None:
     calls: list[web.Request] = []
-    async with tiny_gateway({("GET", "/v.mp4"): flaky(100, 404, mp4, calls)}) as base:
+    async with serve({("GET", "/v.mp4"): flaky(100, 404, mp4, calls)}) as base:
         with pytest.raises(BadRequest):
             await download_to_file(http_session, f"{base}/v.mp4", tmp_path / "v.mp4", headers={}, max_bytes=2**20)
     assert len(calls) == 1
@@ -172,7 +151,7 @@ async def test_download_does_not_retry_a_404(http_session: aiohttp.ClientSession
 @pytest.mark.parametrize("status", [429, 500, 502, 503])
 async def test_get_retries_then_succeeds(http_session: aiohttp.ClientSession, status: int) -> None:
     calls: list[web.Request] = []
-    async with tiny_gateway({("GET", "/x"): flaky(2, status, ok_json, calls)}) as base:
+    async with serve({("GET", "/x"): flaky(2, status, ok_json, calls)}) as base:
         body, _ = await request_json(http_session, "GET", f"{base}/x", headers=HEADERS, attempts=3)
     assert body == {"ok": True}
     assert len(calls) == 3
@@ -180,7 +159,7 @@ async def test_get_retries_then_succeeds(http_session: aiohttp.ClientSession, st
 
 async def test_get_retries_are_bounded(http_session: aiohttp.ClientSession) -> None:
     calls: list[web.Request] = []
-    async with tiny_gateway({("GET", "/x"): flaky(100, 503, ok_json, calls)}) as base:
+    async with serve({("GET", "/x"): flaky(100, 503, ok_json, calls)}) as base:
         with pytest.raises(UpstreamError) as caught:
             await request_json(http_session, "GET", f"{base}/x", headers=HEADERS, attempts=2)
     assert caught.value.status == 503
@@ -196,7 +175,7 @@ async def test_get_retries_a_garbled_body_but_a_create_does_not(http_session: ai
             return web.Response(text="<html>oops</html>", content_type="text/html")
         return web.json_response({"ok": True})
 
-    async with tiny_gateway({("GET", "/x"): garbage_once, ("POST", "/x"): garbage_once}) as base:
+    async with serve({("GET", "/x"): garbage_once, ("POST", "/x"): garbage_once}) as base:
         body, _ = await request_json(http_session, "GET", f"{base}/x", headers=HEADERS, attempts=3)
         assert body == {"ok": True} and len(calls) == 2
         calls.clear()
@@ -232,7 +211,7 @@ async def test_a_create_cut_mid_answer_is_not_resent(http_session: aiohttp.Clien
         request.transport.close()
         return response
 
-    async with tiny_gateway({("POST", "/create"): cut}) as base:
+    async with serve({("POST", "/create"): cut}) as base:
         with pytest.raises(UpstreamError, match="dropped"):
             await request_json(
                 http_session, "POST", f"{base}/create", headers=HEADERS, json_body={}, attempts=3, idempotent=False
@@ -255,7 +234,7 @@ async def test_a_multipart_create_is_rebuilt_for_each_attempt(http_session: aioh
         data.add_field("file", b"\x89PNG....", filename="a.png", content_type="image/png")
         return data
 
-    async with tiny_gateway({("POST", "/create"): limited}) as base:
+    async with serve({("POST", "/create"): limited}) as base:
         body, _ = await request_json(
             http_session, "POST", f"{base}/create", headers=HEADERS, data=form, attempts=2, idempotent=False
         )
@@ -455,7 +434,7 @@ async def test_the_key_is_not_in_any_error_text(http_session: aiohttp.ClientSess
         key = request.headers.get("Authorization", "").removeprefix("Bearer ")
         return web.json_response({"error": {"message": f"Incorrect API key provided: {key}"}}, status=401)
 
-    async with tiny_gateway({("*", "/{tail:.*}"): echo_key}) as base:
+    async with serve({("*", "/{tail:.*}"): echo_key}) as base:
         options = UpstreamOptions(base_url=base, api_key=TEST_API_KEY, job_timeout=5.0, retry_attempts=1)
         from bot.upstream import make_client
 
