@@ -197,6 +197,9 @@ class Settings(BaseSettings):
 
     # Bot behaviour and storage
     sora_db_path: Path = Path("sora-bot.sqlite3")
+    sora_database_url: SecretStr | None = Field(
+        default=None, description="sqlite:///path or postgresql://user@host:port/db; default: SORA_DB_PATH"
+    )
     sora_edit_interval: float = Field(default=1.5, ge=0.2)
     sora_remix_depth: int = Field(default=8, ge=1, le=50)
     sora_max_prompt_chars: int = Field(default=4000, ge=10, le=32000)
@@ -284,6 +287,13 @@ class Settings(BaseSettings):
         return model.api_format or self.sora_api_format
 
     @property
+    def database_url(self) -> str:
+        """Where the storage lives: `SORA_DATABASE_URL`, or the SQLite file `SORA_DB_PATH`."""
+        if self.sora_database_url is not None and self.sora_database_url.get_secret_value().strip():
+            return self.sora_database_url.get_secret_value().strip()
+        return f"sqlite:///{self.sora_db_path}"
+
+    @property
     def max_download_bytes(self) -> int:
         return self.sora_max_download_mb * 1024 * 1024
 
@@ -299,8 +309,15 @@ class Settings(BaseSettings):
 
     def secrets(self) -> list[str]:
         """Values that must never appear in logs or messages."""
-        values = [self.sora_api_key, self.discord_token]
-        return [v.get_secret_value() for v in values if v is not None and v.get_secret_value()]
+        values = [v.get_secret_value() for v in (self.sora_api_key, self.discord_token) if v is not None]
+        password = database_password(self.database_url)
+        return [v for v in (*values, password) if v]
+
+
+def database_password(url: str) -> str | None:
+    """The password in a database URL, if it carries one (it is a secret like the tokens)."""
+    match = re.match(r"^[a-z+]+://[^:/@]*:([^@]*)@", url)
+    return match[1] if match and match[1] else None
 
 
 def _first_error(exc: ValidationError) -> str:

@@ -25,7 +25,7 @@ async def start(settings: Settings) -> None:
     assert settings.discord_token is not None
     clock = Clock()
     async with (
-        await Database.open(settings.sora_db_path, clock=clock) as db,
+        await Database.open(settings.database_url, clock=clock) as db,
         make_session(settings) as session,
     ):
         token = settings.discord_token.get_secret_value()
