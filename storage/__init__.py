@@ -1,4 +1,5 @@
-"""SQLite storage: schema, migrations, quota ledger, generations. All SQL of the project lives here.
+"""Storage on SQLite (the default) or PostgreSQL: schema, migrations, quota ledger, generations, the coordination
+of several processes. All SQL of the project lives here.
 
 The bot uses one `Database` (opened by the entry point, injected as `bot.db`). Its methods are grouped by
 concern: `generations` (the job lifecycle and the remix tree), `quota` (limits and status), `guilds` (settings,
@@ -6,6 +7,7 @@ rules, bans, channels), `usage` (reports).
 """
 
 from storage._core import NotFound, StorageError
+from storage.coordination import SlotTurn
 from storage.database import Database
 from storage.generations import (
     INTERACTION_TOKEN_TTL,
@@ -20,7 +22,7 @@ from storage.generations import (
     Settlement,
 )
 from storage.guilds import DEFAULT_ALLOWANCE, Ban, GuildSettings, PeriodMode
-from storage.leases import CancelOutcome, DeliveryStart, OwnedJob, StraySettlement
+from storage.leases import CancelOutcome, DeliveryStart, OwnedJob, ShardSlice, StraySettlement
 from storage.migrate import latest_version
 from storage.quota import (
     DAY,
@@ -66,6 +68,8 @@ __all__ = [
     "QuotaStatus",
     "Reservation",
     "Settlement",
+    "ShardSlice",
+    "SlotTurn",
     "StorageError",
     "StraySettlement",
     "UsageReport",

@@ -1,28 +1,22 @@
-"""The connection, its lock and the transaction helpers every storage module builds on."""
+"""What every storage module builds on: the backend (SQLite or PostgreSQL), its transactions, and the SQL dialect.
+
+The mixins write their SQL once, in the subset both databases understand, with `?` or `:name` parameters; the
+few places where the two differ ask the `Dialect` (`db.dialect.greatest`, row locks) or keep one statement per
+dialect. The PostgreSQL backend rewrites parameters to `$n`.
+"""
 
 from __future__ import annotations
 
-import asyncio
+import abc
 import contextlib
-import logging
-import sqlite3
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
-
-import aiosqlite
 
 from bot.clock import Clock
 
-log = logging.getLogger(__name__)
-
-Params = Sequence[Any] | dict[str, Any]
-
-# Another connection (a second bot process, an admin's sqlite3 shell, a backup) may hold the write lock. SQLite's
-# own busy wait blocks the connection's thread, and with it every query of this process, so it is kept short;
-# the wait beyond it happens here, asleep on the event loop, with the connection free for reads in between.
-LOCK_RETRY_TOTAL = 30.0
-LOCK_RETRY_FIRST = 0.05
-LOCK_RETRY_CAP = 1.0
+Params = Sequence[Any] | Mapping[str, Any]
+Row = Mapping[str, Any]  # aiosqlite.Row or asyncpg.Record: both index by column name and by position
 
 
 class StorageError(Exception):
@@ -33,148 +27,144 @@ class NotFound(StorageError):
     """A record that must exist doesn't (an unknown generation id, say)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Dialect:
+    """The few spellings that differ between the two databases."""
+
+    name: str
+    greatest: str  # the two-argument maximum: MAX(a, b) in SQLite, GREATEST(a, b) in PostgreSQL
+    row_locks: bool  # SELECT … FOR UPDATE exists (SQLite's write transaction already excludes every writer)
+
+    def for_update(self, table: str | None = None) -> str:
+        """The suffix that locks the rows a read-decide-write transaction reads (nothing on SQLite)."""
+        if not self.row_locks:
+            return ""
+        return f" FOR UPDATE OF {table}" if table else " FOR UPDATE"
+
+    def skip_locked(self) -> str:
+        """Lock the rows read and skip those another transaction holds (claiming work from a shared table)."""
+        return " FOR UPDATE SKIP LOCKED" if self.row_locks else ""
+
+
+SQLITE = Dialect("sqlite", greatest="MAX", row_locks=False)
+POSTGRESQL = Dialect("postgresql", greatest="GREATEST", row_locks=True)
+
+
+class Tx(abc.ABC):
+    """One open transaction."""
+
+    dialect: Dialect
+
+    @abc.abstractmethod
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]: ...
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        rows = await self.fetchall(sql, params)
+        return rows[0] if rows else None
+
+    @abc.abstractmethod
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """Run one statement; returns the number of rows it changed."""
+
+    @abc.abstractmethod
+    async def lock(self, scope: int, key: int = 0) -> None:
+        """Serialise with every other transaction that locks (`scope`, `key`), until this one ends, in any process.
+        SQLite's write transaction already excludes all other writers, so there it costs nothing."""
+
+
+class Backend(abc.ABC):
+    dialect: Dialect
+    description: str  # where it is, for logs and errors: no password
+
+    @abc.abstractmethod
+    def transaction(self, *, write: bool = True) -> contextlib.AbstractAsyncContextManager[Tx]:
+        """An explicit transaction. A write transaction's reads decide its writes: on SQLite it holds the write
+        lock from BEGIN; on PostgreSQL the statements that decide take row or advisory locks (`Tx.lock`,
+        `Dialect.for_update`). A read transaction sees one consistent snapshot."""
+
+    @abc.abstractmethod
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]: ...
+
+    @abc.abstractmethod
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """One single-statement write, atomic on its own; returns the number of rows it changed."""
+
+    @abc.abstractmethod
+    async def close(self) -> None: ...
+
+
 class Core:
-    """One long-lived aiosqlite connection shared by all coroutines of the process.
+    """The handle every mixin shares: a backend, the bot's clock, and the SQL helpers."""
 
-    aiosqlite runs statements one at a time on its own thread, but statements from different coroutines
-    would still interleave inside each other's transactions; every access therefore holds `_lock`, and a
-    transaction holds it from BEGIN to COMMIT.
-    """
-
-    def __init__(self, conn: aiosqlite.Connection, clock: Clock, path: str) -> None:
-        self._conn = conn
-        self._lock = asyncio.Lock()
-        self._closed = False
+    def __init__(self, backend: Backend, clock: Clock) -> None:
+        self._backend = backend
         self.clock = clock
-        self.path = path
+        self.dialect = backend.dialect
+
+    @property
+    def description(self) -> str:
+        return self._backend.description
 
     def _now(self) -> float:
         return self.clock.time()
 
     @contextlib.asynccontextmanager
-    async def _transaction(self, *, write: bool = True) -> AsyncIterator[aiosqlite.Connection]:
-        """One explicit transaction. Writes take the write lock up front (`BEGIN IMMEDIATE`), so a read that
-        decides a write can't be overtaken by another process either; reads get one consistent snapshot.
-        A write lock held elsewhere is waited for (see `LOCK_RETRY_TOTAL`) before BEGIN gives up."""
-        delays = _lock_delays()
-        while True:
-            await self._lock.acquire()
-            try:
-                self._check_open()
-                # Inside the try: a caller cancelled while BEGIN is queued must still roll it back.
-                await _run(self._conn, "BEGIN IMMEDIATE" if write else "BEGIN")
-                break
-            except sqlite3.OperationalError as exc:
-                await _finish(self._conn, "ROLLBACK")
-                self._lock.release()
-                delay = next(delays, None) if _is_busy(exc) else None
-                if delay is None:
-                    raise
-                await asyncio.sleep(delay)
-            except BaseException:
-                await _finish(self._conn, "ROLLBACK")
-                self._lock.release()
-                raise
-        try:
-            try:
-                yield self._conn
-            except BaseException:
-                await _finish(self._conn, "ROLLBACK")
-                raise
-            await _finish(self._conn, "COMMIT")
-        finally:
-            self._lock.release()
+    async def _transaction(self, *, write: bool = True) -> AsyncIterator[Tx]:
+        async with self._backend.transaction(write=write) as tx:
+            yield tx
 
-    async def _fetchall(self, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
-        delays = _lock_delays()
-        while True:
-            async with self._lock:
-                self._check_open()
-                try:
-                    return list(await self._conn.execute_fetchall(sql, params))
-                except sqlite3.OperationalError as exc:
-                    delay = next(delays, None) if _is_busy(exc) else None
-                    if delay is None:
-                        raise
-            await asyncio.sleep(delay)
+    async def _fetchall(self, sql: str, params: Params = ()) -> list[Row]:
+        return await self._backend.fetchall(sql, params)
 
-    async def _fetchone(self, sql: str, params: Params = ()) -> aiosqlite.Row | None:
-        rows = await self._fetchall(sql, params)
+    async def _fetchone(self, sql: str, params: Params = ()) -> Row | None:
+        rows = await self._backend.fetchall(sql, params)
         return rows[0] if rows else None
 
     async def _execute(self, sql: str, params: Params = ()) -> int:
-        """One single-statement write (atomic on its own); returns the number of rows it changed."""
-        delays = _lock_delays()
-        while True:
-            async with self._lock:
-                self._check_open()
-                try:
-                    cursor = await self._conn.execute(sql, params)
-                except sqlite3.OperationalError as exc:
-                    delay = next(delays, None) if _is_busy(exc) else None
-                    if delay is None:
-                        raise
-                else:
-                    try:
-                        return cursor.rowcount
-                    finally:
-                        await cursor.close()
-            await asyncio.sleep(delay)
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StorageError("the database is closed")
+        return await self._backend.execute(sql, params)
 
 
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    text = str(exc).lower()
-    return "locked" in text or "busy" in text
+async def fetchone(tx: Tx, sql: str, params: Params = ()) -> Row | None:
+    return await tx.fetchone(sql, params)
 
 
-def _lock_delays() -> Iterator[float]:
-    """Backoff delays for a busy database, doubling up to `LOCK_RETRY_CAP`, `LOCK_RETRY_TOTAL` seconds in all."""
-    spent, delay = 0.0, LOCK_RETRY_FIRST
-    while spent < LOCK_RETRY_TOTAL:
-        yield delay
-        spent += delay
-        delay = min(delay * 2, LOCK_RETRY_CAP)
+async def fetchall(tx: Tx, sql: str, params: Params = ()) -> list[Row]:
+    return await tx.fetchall(sql, params)
 
 
-async def _finish(conn: aiosqlite.Connection, statement: str) -> None:
-    # Shielded so a cancelled caller can't leave the transaction open while the lock is released; a ROLLBACK
-    # after a COMMIT that did go through (cancelled mid-await) finds no transaction, which is fine.
-    try:
-        await asyncio.shield(_run(conn, statement))
-    except sqlite3.OperationalError as exc:
-        if statement != "ROLLBACK" or "no transaction" not in str(exc):
-            raise
-
-
-async def _run(conn: aiosqlite.Connection, statement: str) -> None:
-    cursor = await conn.execute(statement)
-    await cursor.close()
-
-
-async def fetchone(conn: aiosqlite.Connection, sql: str, params: Params = ()) -> aiosqlite.Row | None:
-    rows = await conn.execute_fetchall(sql, params)
-    return next(iter(rows), None)
-
-
-async def fetchall(conn: aiosqlite.Connection, sql: str, params: Params = ()) -> list[aiosqlite.Row]:
-    return list(await conn.execute_fetchall(sql, params))
-
-
-async def execute(conn: aiosqlite.Connection, sql: str, params: Params = ()) -> tuple[int, int | None]:
-    """Run one statement inside a transaction; returns (rows changed, last row id)."""
-    cursor = await conn.execute(sql, params)
-    try:
-        return cursor.rowcount, cursor.lastrowid
-    finally:
-        await cursor.close()
+async def execute(tx: Tx, sql: str, params: Params = ()) -> int:
+    """Run one statement inside a transaction; returns the number of rows it changed."""
+    return await tx.execute(sql, params)
 
 
 def placeholders(values: Iterable[Any]) -> str:
     return ", ".join("?" for _ in values)
 
 
-__all__ = ["Core", "NotFound", "StorageError", "execute", "fetchall", "fetchone", "placeholders"]
+# Scopes of `Tx.lock`; the key within a scope is a guild id, an identify bucket, or 0.
+LOCK_MIGRATIONS = 1
+LOCK_GUILD_QUOTA = 2
+LOCK_GATEWAY_SLOTS = 3
+LOCK_IDENTIFY = 4
+
+
+__all__ = [
+    "LOCK_GATEWAY_SLOTS",
+    "LOCK_GUILD_QUOTA",
+    "LOCK_IDENTIFY",
+    "LOCK_MIGRATIONS",
+    "POSTGRESQL",
+    "SQLITE",
+    "Backend",
+    "Core",
+    "Dialect",
+    "NotFound",
+    "Params",
+    "Row",
+    "StorageError",
+    "Tx",
+    "execute",
+    "fetchall",
+    "fetchone",
+    "placeholders",
+]

@@ -3,78 +3,65 @@
 from __future__ import annotations
 
 import logging
-import sqlite3
 from collections.abc import Awaitable, Generator
 from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-import aiosqlite
-
 from bot.clock import Clock
-from storage._core import StorageError
+from storage._core import Backend, StorageError
+from storage.coordination import CoordinationMixin
 from storage.generations import GenerationsMixin
 from storage.guilds import GuildsMixin
 from storage.leases import LeasesMixin
-from storage.migrate import migrate
+from storage.postgres import DEFAULT_POOL_SIZE, PostgresBackend
 from storage.quota import QuotaMixin
+from storage.sqlite import DEFAULT_BUSY_TIMEOUT, SqliteBackend
 from storage.usage import UsageMixin
 
 log = logging.getLogger(__name__)
 
-DEFAULT_BUSY_TIMEOUT = 0.25  # SQLite's own wait; longer waits are retried asleep (storage._core)
 
+class Database(GenerationsMixin, LeasesMixin, CoordinationMixin, QuotaMixin, GuildsMixin, UsageMixin):
+    """The bot's storage on SQLite (one aiosqlite connection: WAL, busy timeout, foreign keys) or PostgreSQL (an
+    asyncpg pool), migrated on open.
 
-class Database(GenerationsMixin, LeasesMixin, QuotaMixin, GuildsMixin, UsageMixin):
-    """SQLite through one long-lived aiosqlite connection: WAL, busy timeout, foreign keys, migrated on open.
-
-    `db = await Database.open(path, clock=clock)` … `await db.close()`, or `async with Database.open(path) as db`.
+    `db = await Database.open(url, clock=clock)` … `await db.close()`, or `async with Database.open(url) as db`;
+    `url` is `sqlite:///path`, `postgresql://user@host:port/db`, or a plain SQLite file path.
     """
 
     @classmethod
     def open(
-        cls, path: str | Path, *, clock: Clock | None = None, busy_timeout: float = DEFAULT_BUSY_TIMEOUT
+        cls,
+        url: str | Path,
+        *,
+        clock: Clock | None = None,
+        busy_timeout: float = DEFAULT_BUSY_TIMEOUT,
+        pool_size: int = DEFAULT_POOL_SIZE,
     ) -> _Opening:
-        path = str(path)
-        if path != ":memory:" and not path.startswith("file:"):
-            parent = Path(path).expanduser().resolve().parent
-            if not parent.is_dir():
-                raise StorageError(f"SORA_DB_PATH: the folder {parent} doesn't exist")
-        return _Opening(cls._open(path, clock or Clock(), busy_timeout))
+        return _Opening(cls._open(str(url), clock or Clock(), busy_timeout, pool_size))
 
     @classmethod
-    async def _open(cls, path: str, clock: Clock, busy_timeout: float) -> Database:
-        try:
-            conn = await aiosqlite.connect(path, isolation_level=None)
-        except sqlite3.Error as exc:
-            raise StorageError(f"SORA_DB_PATH: can't open {path}: {exc}") from None
-        try:
-            conn.row_factory = aiosqlite.Row
-            await conn.execute(f"PRAGMA busy_timeout = {int(busy_timeout * 1000)}")
-            await conn.execute("PRAGMA foreign_keys = ON")
-            await conn.execute("PRAGMA journal_mode = WAL")
-            # FULL: a committed charge or refund survives a power cut, not just a crash.
-            await conn.execute("PRAGMA synchronous = FULL")
-            version = await migrate(conn, path=path)
-        except sqlite3.DatabaseError as exc:
-            await conn.close()
-            raise StorageError(f"SORA_DB_PATH: {path} is not a usable SQLite database: {exc}") from None
-        except BaseException:
-            await conn.close()
-            raise
-        log.info("database %s open at schema version %d", path, version)
-        return cls(conn, clock, path)
+    async def _open(cls, url: str, clock: Clock, busy_timeout: float, pool_size: int) -> Database:
+        backend: Backend
+        if url.startswith(("postgresql://", "postgres://")):
+            backend = await PostgresBackend.open(url, pool_size=pool_size)
+        elif url.startswith("sqlite://"):
+            path = url.removeprefix("sqlite://").removeprefix("/") or ":memory:"
+            backend = await SqliteBackend.open(path, busy_timeout=busy_timeout)
+        elif "://" in url:
+            scheme = url.split("://", 1)[0]
+            raise StorageError(f"SORA_DATABASE_URL: unknown kind of database {scheme!r} (sqlite:// or postgresql://)")
+        else:
+            backend = await SqliteBackend.open(url, busy_timeout=busy_timeout)
+        return cls(backend, clock)
+
+    @property
+    def path(self) -> str:
+        return self.description
 
     async def close(self) -> None:
-        async with self._lock:
-            if self._closed:
-                return
-            self._closed = True
-            try:
-                await self._conn.execute("PRAGMA optimize")
-            finally:
-                await self._conn.close()
-        log.info("database %s closed", self.path)
+        await self._backend.close()
 
     async def __aenter__(self) -> Database:
         return self
@@ -85,7 +72,7 @@ class Database(GenerationsMixin, LeasesMixin, QuotaMixin, GuildsMixin, UsageMixi
         await self.close()
 
     def __repr__(self) -> str:
-        return f"<Database {self.path}>"
+        return f"<Database {self.description}>"
 
 
 class _Opening(Awaitable[Database]):

@@ -14,9 +14,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-import aiosqlite
-
-from storage._core import Core, NotFound, StorageError, execute, fetchone
+from storage._core import LOCK_GUILD_QUOTA, Core, NotFound, Row, StorageError, execute, fetchone
 from storage.quota import (
     LedgerState,
     QuotaDenied,
@@ -149,7 +147,7 @@ class Generation:
     delivery_started_at: float | None = None
 
     @classmethod
-    def from_row(cls, row: aiosqlite.Row) -> Generation:
+    def from_row(cls, row: Row) -> Generation:
         values: dict[str, Any] = {name: row[name] for name in cls.__dataclass_fields__}
         values["reference_urls"] = tuple(json.loads(values["reference_urls"] or "[]"))
         values["resumable"] = bool(values["resumable"])
@@ -221,7 +219,8 @@ _INSERT_COLUMNS = (
     "delivery_nonce",
 )
 _INSERT_SQL = (
-    f"INSERT INTO generations ({', '.join(_INSERT_COLUMNS)}) VALUES ({', '.join('?' for _ in _INSERT_COLUMNS)})"
+    f"INSERT INTO generations ({', '.join(_INSERT_COLUMNS)}) VALUES ({', '.join('?' for _ in _INSERT_COLUMNS)}) "
+    "RETURNING id"
 )
 _UNFINISHED = "('queued', 'running', 'delivering')"
 _FENCE = " AND attempt = ? AND lease_owner = ?"
@@ -251,6 +250,8 @@ class GenerationsMixin(Core):
         if new.cost < 0:
             raise ValueError("cost can't be negative")
         async with self._transaction() as conn:
+            # Reservations in one guild take turns (every process): each decides on what the previous one wrote.
+            await conn.lock(LOCK_GUILD_QUOTA, new.guild_id)
             now = self._now()  # once the write lock is held: a wait for it mustn't age the times written
             ctx, denied = await check_reservation(
                 conn,
@@ -283,8 +284,9 @@ class GenerationsMixin(Core):
                 "lease_expires_at": now + lease.seconds if lease is not None else None,
                 "delivery_nonce": secrets.token_hex(10),
             }
-            _, generation_id = await execute(conn, _INSERT_SQL, [values[name] for name in _INSERT_COLUMNS])
-            assert generation_id is not None
+            inserted = await fetchone(conn, _INSERT_SQL, [values[name] for name in _INSERT_COLUMNS])
+            assert inserted is not None
+            generation_id = int(inserted["id"])
             await execute(
                 conn,
                 "INSERT INTO ledger (generation_id, guild_id, user_id, model, credits, state, created_at) "
@@ -370,7 +372,7 @@ class GenerationsMixin(Core):
         progress = min(max(float(progress), 0.0), 100.0)
         fence, fence_params = _fence(lease)
         return await self._fenced_update(
-            "UPDATE generations SET progress = MAX(progress, ?), "
+            f"UPDATE generations SET progress = {self.dialect.greatest}(progress, ?), "
             "status = CASE WHEN status = 'queued' THEN 'running' ELSE status END, "
             "started_at = COALESCE(started_at, ?), updated_at = ? WHERE id = ? AND status IN "
             + _UNFINISHED
@@ -533,6 +535,10 @@ class GenerationsMixin(Core):
     ) -> Settlement:
         async with self._transaction() as conn:
             now = self._now()  # once the write lock is held: a wait for it mustn't age the times written
+            if self.dialect.row_locks:
+                # Lock the job before reading it with its ledger row: a later statement sees what a settlement
+                # that held the lock committed (a locking join would refresh only the locked table's row).
+                await execute(conn, "SELECT id FROM generations WHERE id = ? FOR UPDATE", (generation_id,))
             row = await fetchone(
                 conn,
                 "SELECT g.status, g.attempt, g.lease_owner, l.state, l.credits, "

@@ -7,9 +7,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-import aiosqlite
-
-from storage._core import Core, execute, fetchone
+from storage._core import Core, Row, Tx, execute, fetchone
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +35,7 @@ class GuildSettings:
     configured: bool = False  # whether the guild has a settings row at all
 
     @classmethod
-    def from_row(cls, row: aiosqlite.Row) -> GuildSettings:
+    def from_row(cls, row: Row) -> GuildSettings:
         return cls(
             guild_id=row["guild_id"],
             default_allowance=row["default_allowance"],
@@ -75,7 +73,7 @@ _SETTINGS_COLUMNS = frozenset(
 )
 
 
-async def read_guild_settings(conn: aiosqlite.Connection, guild_id: int) -> GuildSettings:
+async def read_guild_settings(conn: Tx, guild_id: int) -> GuildSettings:
     row = await fetchone(conn, "SELECT * FROM guild_settings WHERE guild_id = ?", (guild_id,))
     return GuildSettings.from_row(row) if row is not None else GuildSettings(guild_id)
 
@@ -254,7 +252,7 @@ def _credits(credits: int | None) -> int | None:
     return credits
 
 
-def _ban(row: aiosqlite.Row) -> Ban:
+def _ban(row: Row) -> Ban:
     return Ban(row["guild_id"], row["user_id"], row["reason"], row["banned_by"], row["created_at"])
 
 

@@ -41,6 +41,25 @@ class DeliveryStart(StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class ShardSlice:
+    """The shards one process runs: it receives the events of the guilds `(guild_id >> 22) % count in ids`."""
+
+    count: int
+    ids: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        if self.count < 1 or not self.ids or any(not 0 <= shard < self.count for shard in self.ids):
+            raise ValueError(f"shards {self.ids} of {self.count} don't make sense")
+
+    def owns(self, guild_id: int) -> bool:
+        return (guild_id >> 22) % self.count in self.ids
+
+    def sql(self) -> str:
+        """The same test as SQL on `guild_id` (integers only: safe to inline)."""
+        return f"((guild_id >> 22) % {int(self.count)}) IN ({', '.join(str(int(i)) for i in self.ids)})"
+
+
+@dataclass(frozen=True, slots=True)
 class OwnedJob:
     """A job this process holds, as the heartbeat sees it."""
 
@@ -59,36 +78,54 @@ class StraySettlement:
 
 class LeasesMixin(Core):
     async def claim_expired(
-        self, owner: str, seconds: float, *, limit: int = CLAIM_BATCH, running: Collection[int] = ()
+        self,
+        owner: str,
+        seconds: float,
+        *,
+        limit: int = CLAIM_BATCH,
+        running: Collection[int] = (),
+        shards: ShardSlice | None = None,
+        foreign_grace: float = 0.0,
     ) -> list[Generation]:
         """Claim unfinished jobs whose lease has expired (or that never had one), oldest first: each gets the next
-        attempt number and a lease for `seconds`. Safe against other processes claiming at the same time. The
-        jobs `owner` is `running` itself are left alone: it renews those instead of taking them over from itself."""
+        attempt number and a lease for `seconds`. Safe against other processes claiming at the same time (on
+        PostgreSQL rows another claimer holds are skipped, not waited for). The jobs `owner` is `running` itself
+        are left alone: it renews those instead of taking them over from itself.
+
+        With `shards`, jobs of guilds on this process's shards are claimed as soon as their lease expires, other
+        guilds' only `foreign_grace` seconds later: the process that receives a guild's events gets the first
+        chance to run its jobs, so one channel's edits normally come from one process."""
         async with self._transaction() as conn:
             now = self._now()  # once the write lock is held: a wait for it mustn't age the times written
+            if shards is None or foreign_grace <= 0:
+                due, due_params = "lease_expires_at <= ?", (now,)
+            else:
+                due = f"lease_expires_at <= CASE WHEN {shards.sql()} THEN ? ELSE ? END"
+                due_params = (now, now - foreign_grace)
             rows = await fetchall(
                 conn,
                 f"SELECT id, lease_owner FROM generations WHERE status IN {_UNFINISHED} "
-                "AND (lease_expires_at IS NULL OR lease_expires_at <= ?) ORDER BY id LIMIT ?",
-                (now, limit + len(running)),
+                f"AND (lease_expires_at IS NULL OR {due}) ORDER BY id LIMIT ?" + self.dialect.skip_locked(),
+                (*due_params, limit + len(running)),
             )
             mine = set(running)
             ids = [row["id"] for row in rows if not (row["lease_owner"] == owner and row["id"] in mine)][:limit]
-            for generation_id in ids:
+            claimed: list[Generation] = []
+            if ids:
+                marks = ", ".join("?" for _ in ids)
+                # A new attempt starts without a gateway slot: it asks for one again when it gets there.
                 await execute(
                     conn,
                     "UPDATE generations SET attempt = attempt + 1, lease_owner = ?, lease_expires_at = ?, "
-                    "updated_at = ? WHERE id = ?",
-                    (owner, now + seconds, now, generation_id),
+                    f"slot_requested_at = NULL, slot_granted_at = NULL, updated_at = ? WHERE id IN ({marks})",
+                    (owner, now + seconds, now, *ids),
                 )
-            claimed = [
-                Generation.from_row(row)
-                for row in await fetchall(
-                    conn,
-                    f"SELECT * FROM generations WHERE id IN ({', '.join('?' for _ in ids)}) ORDER BY id",
-                    ids,
-                )
-            ] if ids else []
+                claimed = [
+                    Generation.from_row(row)
+                    for row in await fetchall(
+                        conn, f"SELECT * FROM generations WHERE id IN ({marks}) ORDER BY id", ids
+                    )
+                ]
         if claimed:
             log.info("claimed %d jobs whose lease had expired: %s", len(claimed), [g.id for g in claimed])
         return claimed
@@ -136,7 +173,9 @@ class LeasesMixin(Core):
         """Record that `user_id` wants the job stopped, unless its video is already being posted."""
         async with self._transaction() as conn:
             row = await fetchone(
-                conn, "SELECT status, cancel_requested_by FROM generations WHERE id = ?", (generation_id,)
+                conn,
+                "SELECT status, cancel_requested_by FROM generations WHERE id = ?" + self.dialect.for_update(),
+                (generation_id,),
             )
             if row is None:
                 raise NotFound(f"generation {generation_id} doesn't exist")
@@ -181,7 +220,8 @@ class LeasesMixin(Core):
             now = self._now()  # once the write lock is held: a wait for it mustn't age the times written
             row = await fetchone(
                 conn,
-                "SELECT status, attempt, lease_owner, cancel_requested_by FROM generations WHERE id = ?",
+                "SELECT status, attempt, lease_owner, cancel_requested_by FROM generations WHERE id = ?"
+                + self.dialect.for_update(),
                 (lease.generation_id,),
             )
             if row is None:
@@ -232,4 +272,4 @@ class LeasesMixin(Core):
         return int(row["n"]) if row is not None else 0
 
 
-__all__ = ["CancelOutcome", "DeliveryStart", "LeasesMixin", "OwnedJob", "StraySettlement"]
+__all__ = ["CancelOutcome", "DeliveryStart", "LeasesMixin", "OwnedJob", "ShardSlice", "StraySettlement"]

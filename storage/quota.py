@@ -13,9 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 
-import aiosqlite
-
-from storage._core import Core, fetchall, fetchone
+from storage._core import POSTGRESQL, Core, Tx, fetchall, fetchone
 from storage.guilds import Ban, GuildSettings, PeriodMode
 
 log = logging.getLogger(__name__)
@@ -178,7 +176,7 @@ class _Context:
 
 # Rules, ban, channels, resets and running jobs in one round trip (each aiosqlite call is a thread hop, and
 # the reservation holds the write lock while it reads). JSON carries the variable-length parts.
-_RULES_SQL = """
+_RULES_SQLITE = """
 SELECT
     gs.guild_id IS NOT NULL AS configured, gs.*,
     (SELECT json_object('reason', reason, 'banned_by', banned_by, 'created_at', created_at)
@@ -194,7 +192,28 @@ SELECT
      ('queued', 'running', 'delivering')) AS guild_running,
     (SELECT COUNT(*) FROM generations
        WHERE guild_id = :guild AND user_id = :user AND status IN ('queued', 'running', 'delivering')) AS running
-FROM (SELECT 1) LEFT JOIN guild_settings AS gs ON gs.guild_id = :guild
+FROM (SELECT 1) AS one LEFT JOIN guild_settings AS gs ON gs.guild_id = :guild
+"""
+
+# The same on PostgreSQL: its JSON functions have other names, and the roles come as an array.
+_RULES_POSTGRESQL = """
+SELECT
+    gs.guild_id IS NOT NULL AS configured, gs.*,
+    (SELECT json_build_object('reason', reason, 'banned_by', banned_by, 'created_at', created_at)::text
+       FROM bans WHERE guild_id = :guild AND user_id = :user) AS ban,
+    (SELECT COALESCE(json_agg(channel_id ORDER BY created_at, channel_id), '[]'::json)::text
+       FROM allowed_channels WHERE guild_id = :guild) AS channels,
+    (SELECT COALESCE(json_agg(json_build_array(role_id, allowance)), '[]'::json)::text FROM role_allowances
+       WHERE guild_id = :guild AND role_id = ANY(:roles::bigint[])) AS roles,
+    (SELECT json_build_array(allowance)::text FROM member_overrides
+       WHERE guild_id = :guild AND user_id = :user) AS override,
+    (SELECT MAX(reset_at) FROM quota_resets WHERE guild_id = :guild AND user_id IS NULL) AS guild_reset,
+    (SELECT MAX(reset_at) FROM quota_resets WHERE guild_id = :guild AND user_id = :user) AS member_reset,
+    (SELECT COUNT(*) FROM generations WHERE guild_id = :guild AND status IN
+     ('queued', 'running', 'delivering')) AS guild_running,
+    (SELECT COUNT(*) FROM generations
+       WHERE guild_id = :guild AND user_id = :user AND status IN ('queued', 'running', 'delivering')) AS running
+FROM (SELECT 1) AS one LEFT JOIN guild_settings AS gs ON gs.guild_id = :guild
 """
 
 _USAGE_SQL = """
@@ -210,7 +229,7 @@ SELECT m.used, m.in_flight, m.oldest, g.used AS guild_used FROM
 
 
 async def _read_context(
-    conn: aiosqlite.Connection,
+    conn: Tx,
     guild_id: int,
     user_id: int,
     role_ids: Iterable[int],
@@ -218,8 +237,13 @@ async def _read_context(
     is_admin: bool,
     now: float,
 ) -> _Context:
-    roles = json.dumps(list(dict.fromkeys(role_ids)))
-    rules = await fetchone(conn, _RULES_SQL, {"guild": guild_id, "user": user_id, "roles": roles})
+    unique_roles = list(dict.fromkeys(role_ids))
+    if conn.dialect is POSTGRESQL:
+        rules = await fetchone(conn, _RULES_POSTGRESQL, {"guild": guild_id, "user": user_id, "roles": unique_roles})
+    else:
+        rules = await fetchone(
+            conn, _RULES_SQLITE, {"guild": guild_id, "user": user_id, "roles": json.dumps(unique_roles)}
+        )
     assert rules is not None
     settings = GuildSettings.from_row(rules) if rules["configured"] else GuildSettings(guild_id)
     ban_fields = json.loads(rules["ban"]) if rules["ban"] is not None else None
@@ -268,7 +292,7 @@ async def _read_context(
 
 
 async def _frees_up_at(
-    conn: aiosqlite.Connection,
+    conn: Tx,
     ctx: _Context,
     *,
     guild_id: int,
@@ -306,7 +330,7 @@ async def _frees_up_at(
 
 
 async def check_reservation(
-    conn: aiosqlite.Connection,
+    conn: Tx,
     *,
     guild_id: int,
     user_id: int,

@@ -60,14 +60,15 @@ class UsageMixin(Core):
             totals = await fetchone(
                 conn,
                 "SELECT COUNT(*) AS jobs,"
-                " COALESCE(SUM(g.status = 'succeeded'), 0) AS succeeded,"
-                " COALESCE(SUM(g.status = 'failed'), 0) AS failed,"
-                " COALESCE(SUM(g.status = 'cancelled'), 0) AS cancelled,"
-                " COALESCE(SUM(g.status IN ('queued', 'running', 'delivering')), 0) AS unfinished,"
+                " COALESCE(SUM(CASE WHEN g.status = 'succeeded' THEN 1 ELSE 0 END), 0) AS succeeded,"
+                " COALESCE(SUM(CASE WHEN g.status = 'failed' THEN 1 ELSE 0 END), 0) AS failed,"
+                " COALESCE(SUM(CASE WHEN g.status = 'cancelled' THEN 1 ELSE 0 END), 0) AS cancelled,"
+                " COALESCE(SUM(CASE WHEN g.status IN ('queued', 'running', 'delivering') THEN 1 ELSE 0 END), 0)"
+                " AS unfinished,"
                 " COALESCE(SUM(CASE WHEN l.state = 'charged' THEN l.credits END), 0) AS charged,"
                 " COALESCE(SUM(CASE WHEN l.state = 'reserved' THEN l.credits END), 0) AS reserved,"
                 " COALESCE(SUM(CASE WHEN l.state = 'refunded' THEN l.credits END), 0) AS refunded,"
-                " COALESCE(SUM(l.state = 'refunded'), 0) AS refunds"
+                " COALESCE(SUM(CASE WHEN l.state = 'refunded' THEN 1 ELSE 0 END), 0) AS refunds"
                 f" FROM ledger AS l LEFT JOIN generations AS g ON g.id = l.generation_id WHERE {where}",
                 window,
             )

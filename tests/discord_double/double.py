@@ -348,7 +348,7 @@ class DiscordDouble:
 
     def set_overwrites(self, channel: Channel, overwrites: Iterable[Overwrite]) -> None:
         channel.overwrites = list(overwrites)
-        self.world.dispatch("CHANNEL_UPDATE", lambda intents: channel.to_payload())
+        self.world.dispatch("CHANNEL_UPDATE", lambda intents: channel.to_payload(), guild=channel.guild)
 
     def dm_channel(self, user: AnyUser) -> Channel:
         return self.world.dm_channel(_user(user))

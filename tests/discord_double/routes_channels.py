@@ -97,7 +97,7 @@ class ChannelRoutes(Handlers):
             for key in ("name", "topic", "nsfw"):
                 if key in body:
                     setattr(channel, key, body[key])
-            self.world.dispatch("CHANNEL_UPDATE", lambda intents: channel.to_payload())
+            self.world.dispatch("CHANNEL_UPDATE", lambda intents: channel.to_payload(), guild=channel.guild)
         return 200, channel.to_payload()
 
     async def list_messages(self, ctx: Ctx) -> tuple[int, Any]:
@@ -231,7 +231,9 @@ class ChannelRoutes(Handlers):
         message.thread = thread
         message.flags |= MessageFlag.HAS_THREAD
         self.world.dispatch(
-            "MESSAGE_UPDATE", lambda intents: self.world.message_payload(message, intents) if intents & 1 << 9 else None
+            "MESSAGE_UPDATE",
+            lambda intents: self.world.message_payload(message, intents) if intents & 1 << 9 else None,
+            guild=message.guild,
         )
         return 201, {**thread.to_payload(), "member": self._thread_member(thread)}
 

@@ -57,10 +57,18 @@ class AppFlags:
 
 # A dispatch target sees the event through its own intents; the builder returns None to skip that session.
 PayloadBuilder = Callable[[int], dict[str, Any] | None]
-Dispatcher = Callable[[str, PayloadBuilder], None]
+# The guild id (None: not a guild's event, e.g. a DM) decides which shard's sessions receive the event.
+Dispatcher = Callable[[str, PayloadBuilder, int | None], None]
 
 _USER_MENTION = re.compile(r"<@!?(\d+)>")
 _ROLE_MENTION = re.compile(r"<@&(\d+)>")
+
+
+def shard_of(guild_id: int | None, shard_count: int) -> int:
+    """The shard whose sessions receive a guild's events, as Discord computes it; DMs belong to shard 0."""
+    if guild_id is None or shard_count <= 1:
+        return 0
+    return (guild_id >> 22) % shard_count
 
 
 class Snowflakes:
@@ -70,10 +78,19 @@ class Snowflakes:
         self._clock = clock
         self._last = 0
 
-    def next(self) -> int:
+    def next(self, *, shard: tuple[int, int] | None = None) -> int:
+        """The next id; with `shard=(i, n)` one whose guild would live on shard i of n (its timestamp moves up
+        to n - 1 ms ahead for that)."""
         candidate = (int(self._clock.time() * 1000) - DISCORD_EPOCH_MS) << 22
         if candidate <= self._last:
             candidate = self._last + 1
+        if shard is not None:
+            shard_id, shard_count = shard
+            if not 0 <= shard_id < shard_count:
+                raise ValueError(f"shard {shard_id} is not one of 0..{shard_count - 1}")
+            step = (shard_id - (candidate >> 22)) % shard_count
+            if step:
+                candidate = ((candidate >> 22) + step) << 22
         self._last = candidate
         return candidate
 
@@ -93,7 +110,7 @@ class World:
         # (channel id, author id, nonce as text) → the first message created with it and when (clock.monotonic)
         self.nonces: dict[tuple[int, int, str], tuple[Message, float]] = {}
         self.cdn_base = "http://127.0.0.1:0/cdn"
-        self.dispatcher: Dispatcher = lambda event, build: None
+        self.dispatcher: Dispatcher = lambda event, build, guild_id: None
         self.bot_user = self.add_user(bot_name, bot=True)
         self.application_id = self.bot_user.id
         self.application_name = application_name
@@ -105,8 +122,9 @@ class World:
     def now(self) -> float:
         return self.clock.time()
 
-    def dispatch(self, event: str, build: PayloadBuilder) -> None:
-        self.dispatcher(event, build)
+    def dispatch(self, event: str, build: PayloadBuilder, *, guild: Guild | None) -> None:
+        """Send `event` to the sessions of the shard that owns `guild` (shard 0 when None, e.g. a DM)."""
+        self.dispatcher(event, build, guild.id if guild is not None else None)
 
     # --- factories ----------------------------------------------------------------------------------------
 
@@ -125,10 +143,11 @@ class World:
         channels: Iterable[str] = ("general",),
         preferred_locale: str = "en-US",
         owner: User | None = None,
+        shard: tuple[int, int] | None = None,
     ) -> Guild:
         if premium_tier not in FILESIZE_BY_TIER:
             raise ValueError("premium_tier is 0, 1, 2 or 3")
-        guild_id = self.ids.next()
+        guild_id = self.ids.next(shard=shard)
         owner = owner or self.owner
         guild = Guild(
             id=guild_id,
@@ -151,7 +170,7 @@ class World:
         self._join(guild, self.bot_user, roles=[r.id for r in bot_roles])
         for channel_name in channels:
             self.add_channel(guild, channel_name, announce=False)
-        self.dispatch("GUILD_CREATE", lambda intents: self.guild_create_payload(guild))
+        self.dispatch("GUILD_CREATE", lambda intents: self.guild_create_payload(guild), guild=guild)
         return guild
 
     def add_role(
@@ -167,7 +186,9 @@ class World:
         )
         guild.roles[role.id] = role
         if announce:
-            self.dispatch("GUILD_ROLE_CREATE", lambda intents: {"guild_id": str(guild.id), "role": role.to_payload()})
+            self.dispatch(
+                "GUILD_ROLE_CREATE", lambda intents: {"guild_id": str(guild.id), "role": role.to_payload()}, guild=guild
+            )
         return role
 
     def _join(self, guild: Guild, user: User, *, roles: list[int]) -> Member:
@@ -195,7 +216,7 @@ class World:
                 return None
             return {**member.to_payload(), "guild_id": str(guild.id)}
 
-        self.dispatch("GUILD_MEMBER_ADD", build)
+        self.dispatch("GUILD_MEMBER_ADD", build, guild=guild)
         return member
 
     def add_channel(
@@ -223,7 +244,7 @@ class World:
         guild.channels[channel.id] = channel
         self.channels[channel.id] = channel
         if announce:
-            self.dispatch("CHANNEL_CREATE", lambda intents: channel.to_payload())
+            self.dispatch("CHANNEL_CREATE", lambda intents: channel.to_payload(), guild=guild)
         return channel
 
     def add_thread(
@@ -254,7 +275,9 @@ class World:
         )
         parent.guild.channels[thread.id] = thread
         self.channels[thread.id] = thread
-        self.dispatch("THREAD_CREATE", lambda intents: {**thread.to_payload(), "newly_created": True})
+        self.dispatch(
+            "THREAD_CREATE", lambda intents: {**thread.to_payload(), "newly_created": True}, guild=parent.guild
+        )
         return thread
 
     def update_thread(self, thread: Channel, **changes: Any) -> None:
@@ -262,7 +285,7 @@ class World:
             setattr(thread, key, value)
         if "archived" in changes:
             thread.archive_timestamp = self.now()
-        self.dispatch("THREAD_UPDATE", lambda intents: thread.to_payload())
+        self.dispatch("THREAD_UPDATE", lambda intents: thread.to_payload(), guild=thread.guild)
 
     def dm_channel(self, user: User) -> Channel:
         for channel in self.channels.values():
@@ -277,7 +300,7 @@ class World:
         if tier not in FILESIZE_BY_TIER:
             raise ValueError("premium_tier is 0, 1, 2 or 3")
         guild.premium_tier = tier
-        self.dispatch("GUILD_UPDATE", lambda intents: guild.to_payload())
+        self.dispatch("GUILD_UPDATE", lambda intents: guild.to_payload(), guild=guild)
 
     # --- permissions --------------------------------------------------------------------------------------
 
@@ -451,6 +474,7 @@ class World:
             self.dispatch(
                 "MESSAGE_CREATE",
                 lambda intents: self.message_payload(message, intents) if intents & required else None,
+                guild=channel.guild,
             )
         return message
 
@@ -497,6 +521,7 @@ class World:
             self.dispatch(
                 "MESSAGE_UPDATE",
                 lambda intents: self.message_payload(message, intents) if intents & required else None,
+                guild=message.guild,
             )
         return message
 
@@ -508,7 +533,9 @@ class World:
         payload = {"id": str(message.id), "channel_id": str(message.channel.id)}
         if message.guild is not None:
             payload["guild_id"] = str(message.guild.id)
-        self.dispatch("MESSAGE_DELETE", lambda intents: dict(payload) if intents & required else None)
+        self.dispatch(
+            "MESSAGE_DELETE", lambda intents: dict(payload) if intents & required else None, guild=message.guild
+        )
 
     def channel_messages(self, channel: Channel, *, include_deleted: bool = False) -> list[Message]:
         return [m for m in self.messages.values() if m.channel is channel and (include_deleted or not m.deleted)]
@@ -570,7 +597,7 @@ class World:
         self.interactions[interaction.id] = interaction
         self.interactions_by_token[interaction.token] = interaction
         interaction.payload = self.interaction_payload(interaction)
-        self.dispatch("INTERACTION_CREATE", lambda intents: interaction.payload)
+        self.dispatch("INTERACTION_CREATE", lambda intents: interaction.payload, guild=guild)
         return interaction
 
     def interaction_payload(self, interaction: Interaction) -> dict[str, Any]:
@@ -618,4 +645,4 @@ class World:
         return MessageFlag.LOADING | ((data or {}).get("flags") or 0) & MessageFlag.EPHEMERAL
 
 
-__all__ = ["NONCE_WINDOW", "AppFlags", "Intents", "PayloadBuilder", "Snowflakes", "World"]
+__all__ = ["NONCE_WINDOW", "AppFlags", "Intents", "PayloadBuilder", "Snowflakes", "World", "shard_of"]
