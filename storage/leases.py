@@ -100,7 +100,7 @@ class LeasesMixin(Core):
             if shards is None or foreign_grace <= 0:
                 due, due_params = "lease_expires_at <= ?", (now,)
             else:
-                due = f"lease_expires_at <= CASE WHEN {shards.sql()} THEN ? ELSE ? END"
+                due = f"(({shards.sql()}) AND lease_expires_at <= ?) OR lease_expires_at <= ?"
                 due_params = (now, now - foreign_grace)
             rows = await fetchall(
                 conn,

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from pathlib import Path
 
 import pytest
 
@@ -62,10 +61,11 @@ async def test_100_concurrent_reservations_against_an_allowance_of_7_grant_exact
 
 
 async def test_concurrent_reservations_through_several_connections_grant_exactly_7(
-    db_path: Path, clock: FakeClock
+    database_url: str, clock: FakeClock
 ) -> None:
-    """Several handles on one file stand in for several bot processes: BEGIN IMMEDIATE keeps them honest."""
-    handles = [await Database.open(db_path, clock=clock) for _ in range(4)]
+    """Several handles on one database stand in for several bot processes: BEGIN IMMEDIATE (SQLite) and the
+    guild's advisory lock (PostgreSQL) keep them honest."""
+    handles = [await Database.open(database_url, clock=clock) for _ in range(4)]
     try:
         await handles[0].set_default_allowance(GUILD, 7)
         await handles[0].set_concurrency(GUILD, per_member=1000, per_guild=None)
