@@ -11,14 +11,21 @@ from collections.abc import Awaitable, Callable, Collection, Mapping
 from typing import Protocol
 
 from bot.clock import Clock
-from storage import Generation, OwnedJob, StraySettlement
+from storage import Generation, OwnedJob, ShardSlice, StraySettlement
 
 log = logging.getLogger(__name__)
 
 
 class LeaseStore(Protocol):
     async def claim_expired(
-        self, owner: str, seconds: float, *, limit: int = ..., running: Collection[int] = ...
+        self,
+        owner: str,
+        seconds: float,
+        *,
+        limit: int = ...,
+        running: Collection[int] = ...,
+        shards: ShardSlice | None = ...,
+        foreign_grace: float = ...,
     ) -> list[Generation]: ...
 
     async def renew_leases(self, owner: str, seconds: float, held: Mapping[int, int]) -> dict[int, OwnedJob]: ...
@@ -44,6 +51,7 @@ class LeaseKeeper:
         on_lost: Callable[[int], None],
         on_cancel_requested: Callable[[int, int], None],
         on_claimed: Callable[[list[Generation]], Awaitable[None]],  # run beside the heartbeat, never blocking it
+        shards: ShardSlice | None = None,
     ) -> None:
         self.store = store
         self.clock = clock
@@ -54,6 +62,7 @@ class LeaseKeeper:
         self.on_lost = on_lost
         self.on_cancel_requested = on_cancel_requested
         self.on_claimed = on_claimed
+        self.shards = shards
         self._task: asyncio.Task[None] | None = None
         self._adopting: set[asyncio.Task[None]] = set()
         self._last_sweep = float("-inf")
@@ -99,7 +108,14 @@ class LeaseKeeper:
                 elif job.cancel_requested_by is not None:
                     self.on_cancel_requested(generation_id, job.cancel_requested_by)
         if self.claiming:
-            claimed = await self.store.claim_expired(self.owner, self.lease_seconds, running=list(self.held()))
+            # Another shard's jobs wait one more beat: their own process, if it lives, gets them first.
+            claimed = await self.store.claim_expired(
+                self.owner,
+                self.lease_seconds,
+                running=list(self.held()),
+                shards=self.shards,
+                foreign_grace=self.beat,
+            )
             if claimed:
                 # Picking jobs up posts messages at Discord's pace: that must not delay the next renewal.
                 adopting = asyncio.create_task(self.on_claimed(claimed), name="adopt-claimed-jobs")

@@ -19,7 +19,7 @@ from bot.jobs.leases import LeaseKeeper, new_owner_id
 from bot.jobs.model import Job, JobSpec, Start
 from bot.jobs.origins import Origin
 from bot.jobs.runner import JobRunner
-from bot.jobs.slots import SlotQueue
+from bot.jobs.slots import SharedSlots
 from bot.jobs.spool import Spool
 from bot.quota_text import denial_sentence
 from bot.render import Phase, progress_payload
@@ -39,6 +39,7 @@ from storage import (
     LeaseLost,
     NewGeneration,
     QuotaDenied,
+    ShardSlice,
 )
 
 log = logging.getLogger(__name__)
@@ -66,7 +67,7 @@ class JobManager:
         self.clock = clock
         self.scheduler = scheduler
         self.owner = new_owner_id()
-        self.slots = SlotQueue(settings.sora_max_concurrent_jobs)
+        self.slots = SharedSlots(db, self.owner, settings.sora_max_concurrent_jobs)
         self.discord = DiscordSide(client, scheduler, clock)
         self.runner = JobRunner(
             db, self, self.discord, self.slots, clock, remix_depth=settings.sora_remix_depth
@@ -81,6 +82,7 @@ class JobManager:
             on_lost=self._lost,
             on_cancel_requested=self._cancel_requested_elsewhere,
             on_claimed=self._adopt_all,
+            shards=shard_slice(settings),
         )
         self.jobs: dict[int, Job] = {}
         self._clients: dict[ApiFormat, UpstreamClient] = {}
@@ -396,7 +398,16 @@ class JobManager:
         for job in jobs:
             with contextlib.suppress(Exception):
                 await self.db.release_lease(job.lease)
+        await self.slots.close()
         await self.scheduler.close()
+
+
+def shard_slice(settings: Settings) -> ShardSlice | None:
+    """The shards this process runs, when it runs a slice of them (its jobs then go first to it)."""
+    if settings.sora_shard_count is None:
+        return None
+    ids = settings.sora_shard_ids or list(range(settings.sora_shard_count))
+    return ShardSlice(settings.sora_shard_count, tuple(ids))
 
 
 class _NotStarted(Exception):

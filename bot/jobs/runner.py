@@ -24,7 +24,7 @@ from bot.i18n import t
 from bot.jobs.discord_side import DiscordSide
 from bot.jobs.model import Job, Start
 from bot.jobs.ports import JobStore, Upstreams
-from bot.jobs.slots import SlotQueue
+from bot.jobs.slots import SharedSlots
 from bot.render import Phase, ResultInfo, failure_sentence, progress_payload
 from bot.streamer import MessagePayload, Priority
 from bot.upstream import UpstreamClient
@@ -64,7 +64,7 @@ class JobRunner:
         store: JobStore,
         upstreams: Upstreams,
         discord_side: DiscordSide,
-        slots: SlotQueue,
+        slots: SharedSlots,
         clock: Clock,
         *,
         remix_depth: int,

@@ -198,7 +198,8 @@ async def test_a_runner_whose_job_was_claimed_by_a_newer_attempt_stops_without_w
     await cancellable(handle)
     # Another process claims the job (as if this one had paused past its lease): attempt 2 is now the owner.
     await db._execute("UPDATE generations SET lease_expires_at = 0 WHERE id = 1")
-    (claimed,) = await db.claim_expired("another-process", 600.0)
+    # (On PostgreSQL a claim skips a row the runner is writing at that instant: ask until it is free.)
+    (claimed,) = await until(lambda: db.claim_expired("another-process", 600.0), what="the claim")
     assert claimed.attempt == 2
 
     await until(lambda: 1 not in bot.jobs.jobs, what="the stale runner to stop")

@@ -1,5 +1,6 @@
 """Processes die: `sora-bot run` killed with SIGKILL at the worst moments, and another process (or the next
-start) on the same SQLite file takes its jobs over from the expired leases — each delivered and charged once."""
+start) on the same database (each backend) takes its jobs over from the expired leases — each delivered and
+charged once."""
 
 from __future__ import annotations
 
@@ -71,7 +72,7 @@ async def test_two_processes_on_one_database_the_survivor_delivers_the_dead_ones
     await logged_in(discord_double, doomed)
     members = [discord_double.add_member(name=name) for name in ("alice", "bob", "carol")]
     for number, member in enumerate(members):
-        await discord_double.slash("sora", user=member, prompt=f"scene {number} fake:steps=40 fake:interval=0.1")
+        await discord_double.slash("sora", user=member, prompt=f"scene {number} fake:steps=80 fake:interval=0.1")
 
     async def all_upstream() -> bool:
         generations = [await db.get_generation(i) for i in (1, 2, 3)]
