@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
 from collections.abc import Sequence
@@ -11,6 +12,7 @@ import aiohttp
 import discord
 from discord import app_commands
 from discord.ext import commands
+from discord.gateway import DiscordWebSocket
 
 from bot.buttons import DYNAMIC_ITEMS
 from bot.clock import Clock
@@ -18,6 +20,7 @@ from bot.config import Settings
 from bot.i18n import CatalogueTranslator, interaction_locale, permission_names, t
 from bot.jobs import JobManager
 from bot.permissions import is_bot_owner
+from bot.ratelimit import RateBucket, limit_bot_requests
 from bot.replies import send_ephemeral
 from bot.runtime import default_intents
 from bot.streamer import EditScheduler
@@ -62,8 +65,12 @@ class SoraCommandTree(app_commands.CommandTree["SoraBot"]):
         await send_ephemeral(interaction, message)
 
 
-class SoraBot(commands.Bot):
-    """The bot. Resources are opened by the entry point and injected here."""
+class SoraBot(commands.AutoShardedBot):
+    """The bot. Resources are opened by the entry point and injected here.
+
+    It runs the shards `settings.shard_ids` of `settings.shard_count` (unsharded: shard 0 of 1, one connection),
+    so `shard_ids`/`shard_count` are always set and `owns_guild` says whose events this process receives.
+    """
 
     def __init__(
         self,
@@ -82,7 +89,14 @@ class SoraBot(commands.Bot):
         options.setdefault("max_messages", None)
         clock = clock or Clock()
         scheduler = EditScheduler(clock, interval=settings.sora_edit_interval)
-        options.setdefault("http_trace", scheduler.trace_config())
+        trace = options.get("http_trace") or scheduler.trace_config()
+        # Real time, not `clock`: Discord counts requests per real second whatever a test does to business time.
+        global_rate = RateBucket(settings.discord_global_rate)
+        limit_bot_requests(trace, global_rate)
+        options["http_trace"] = trace
+        # Always explicit, so discord.py never asks /gateway/bot how many shards to run.
+        options["shard_count"] = settings.shard_count
+        options["shard_ids"] = settings.shard_ids
         super().__init__(
             command_prefix=commands.when_mentioned,
             intents=default_intents(message_content),
@@ -96,6 +110,8 @@ class SoraBot(commands.Bot):
         self.db = db
         self.clock = clock
         self.scheduler = scheduler
+        self.global_rate = global_rate
+        self._max_concurrency: int | None = None
         self.initial_extensions = tuple(extensions)
         self.jobs = JobManager(
             client=self, settings=settings, db=db, session=session, scheduler=scheduler, clock=clock
@@ -104,6 +120,56 @@ class SoraBot(commands.Bot):
 
     def __repr__(self) -> str:
         return f"<SoraBot user={self.user!s}>"
+
+    # --- shards -------------------------------------------------------------------------------------------
+
+    def owns_guild(self, guild_id: int | None) -> bool:
+        """Whether this process runs the shard that receives `guild_id`'s events (None, a DM: shard 0)."""
+        return self.settings.owns_guild(guild_id)
+
+    @property  # type: ignore[override]
+    def ws(self) -> DiscordWebSocket | None:
+        """The gateway connection of this process's first shard. An AutoShardedClient keeps one per shard and
+        would leave `Client.ws` None; unsharded, this is the one connection."""
+        try:
+            return self._get_websocket(shard_id=self.settings.shard_ids[0])
+        except (AttributeError, KeyError):  # not connected yet
+            return None
+
+    @ws.setter
+    def ws(self, value: DiscordWebSocket | None) -> None:
+        """`Client.__init__` assigns None here; the connections belong to the shards."""
+
+    async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
+        """Space IDENTIFYs of one max_concurrency bucket by `SORA_IDENTIFY_INTERVAL` across every process sharing
+        the database (discord.py's own hook only sleeps 5 s in this process, and not before the first one)."""
+        shard = shard_id or 0
+        # Shard 0 is in bucket 0 whatever max_concurrency is, so an unsharded bot never asks /gateway/bot.
+        bucket = shard % await self.max_concurrency() if shard else 0
+        interval = self.settings.sora_identify_interval
+        try:
+            await self.db.identify_turn(bucket, interval)
+        except Exception:
+            log.warning(
+                "shard %d: could not take an identify turn in the database; waiting %.1f s here",
+                shard,
+                interval,
+                exc_info=True,
+            )
+            await asyncio.sleep(interval)
+        log.debug("shard %d identifies (bucket %d)", shard, bucket)
+
+    async def max_concurrency(self) -> int:
+        """How many IDENTIFY buckets Discord gives this bot (`session_start_limit.max_concurrency`), asked once;
+        1, the strictest, while it can't be asked."""
+        if self._max_concurrency is None:
+            try:
+                limits = await self.fetch_session_start_limits()
+            except (discord.DiscordException, aiohttp.ClientError, OSError) as exc:
+                log.warning("could not read the session start limits (%s); assuming max_concurrency 1", exc)
+                return 1
+            self._max_concurrency = max(1, limits.max_concurrency)
+        return self._max_concurrency
 
     async def setup_hook(self) -> None:
         await self.tree.set_translator(CatalogueTranslator())

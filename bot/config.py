@@ -13,11 +13,13 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, Field, SecretStr, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 Orientation = Literal["landscape", "portrait"]
 SIZE_PATTERN = re.compile(r"^\d{2,5}x\d{2,5}$")
+# Discord's global limit: requests per second per bot token, shared by every process running that bot.
+DISCORD_GLOBAL_RATE = 50.0
 
 
 class ApiFormat(StrEnum):
@@ -175,6 +177,14 @@ class Settings(BaseSettings):
     discord_guild_ids: CsvInts = Field(default_factory=list)
     bot_owner_ids: CsvInts = Field(default_factory=list)
 
+    # Sharding: this process runs shards SORA_SHARD_IDS of SORA_SHARD_COUNT and takes its share of Discord's limits
+    sora_shard_count: int | None = Field(default=None, ge=1, le=100_000)
+    sora_shard_ids: CsvInts = Field(default_factory=list, description="Empty: every shard of SORA_SHARD_COUNT")
+    sora_identify_interval: float = Field(default=5.0, ge=0, le=600)
+    sora_discord_global_rate: float | None = Field(
+        default=None, gt=0, le=100_000, description="Requests/s; default: 50 × this process's share of the shards"
+    )
+
     # Upstream gateway
     sora_base_url: str | None = None
     sora_api_key: SecretStr | None = None
@@ -215,6 +225,33 @@ class Settings(BaseSettings):
     @classmethod
     def _csv(cls, value: Any) -> Any:
         return _split_csv(value)
+
+    @field_validator("sora_shard_count", "sora_discord_global_rate", "sora_models_file", mode="before")
+    @classmethod
+    def _empty_is_unset(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("sora_shard_ids", mode="before")
+    @classmethod
+    def _shard_ids_csv(cls, value: Any) -> Any:
+        return _split_csv(value)
+
+    @field_validator("sora_shard_ids")
+    @classmethod
+    def _shard_ids_in_range(cls, value: list[int], info: ValidationInfo) -> list[int]:
+        if not value:
+            return value
+        if "sora_shard_count" not in info.data:
+            return value  # SORA_SHARD_COUNT itself is invalid and is reported
+        count = info.data["sora_shard_count"]
+        if count is None:
+            raise ValueError("needs SORA_SHARD_COUNT (the total number of shards across all processes)")
+        outside = [shard for shard in value if not 0 <= shard < count]
+        if outside:
+            raise ValueError(f"shard {outside[0]} is not one of 0..{count - 1} (SORA_SHARD_COUNT={count})")
+        if len(set(value)) != len(value):
+            raise ValueError("lists a shard twice")
+        return sorted(value)
 
     @field_validator("sora_base_url")
     @classmethod
@@ -292,6 +329,30 @@ class Settings(BaseSettings):
         if self.sora_database_url is not None and self.sora_database_url.get_secret_value().strip():
             return self.sora_database_url.get_secret_value().strip()
         return f"sqlite:///{self.sora_db_path}"
+
+    @property
+    def shard_count(self) -> int:
+        """Shards across all processes; 1 when unsharded."""
+        return self.sora_shard_count or 1
+
+    @property
+    def shard_ids(self) -> list[int]:
+        """The shards this process runs: SORA_SHARD_IDS, else all of them."""
+        return list(self.sora_shard_ids) or list(range(self.shard_count))
+
+    def owns_guild(self, guild_id: int | None) -> bool:
+        """Whether this process's shards receive `guild_id`'s events: `(guild_id >> 22) % shard_count` (DMs,
+        None: shard 0) is one of `shard_ids`."""
+        shard = (guild_id >> 22) % self.shard_count if guild_id is not None else 0
+        return shard in self.shard_ids
+
+    @property
+    def discord_global_rate(self) -> float:
+        """Requests per second this process may send with the bot token: SORA_DISCORD_GLOBAL_RATE, else its share
+        of Discord's 50/s in proportion to the shards it runs."""
+        if self.sora_discord_global_rate is not None:
+            return self.sora_discord_global_rate
+        return DISCORD_GLOBAL_RATE * len(self.shard_ids) / self.shard_count
 
     @property
     def max_download_bytes(self) -> int:

@@ -100,3 +100,44 @@ def test_cli_bad_setting_exits_2_with_one_line(tmp_path: Path) -> None:
     assert len(lines) == 1
     assert "SORA_API_FORMAT" in lines[0]
     assert "Traceback" not in result.stderr
+
+
+def test_unsharded_by_default_with_the_whole_global_rate() -> None:
+    settings = load_settings(None, **UPSTREAM)
+    assert (settings.shard_count, settings.shard_ids) == (1, [0])
+    assert settings.discord_global_rate == 50
+    assert settings.sora_identify_interval == 5.0
+    assert settings.owns_guild(None) and settings.owns_guild(1461366817443282945)
+
+
+def test_a_slice_of_shards_and_its_share_of_the_global_rate(tmp_path: Path) -> None:
+    env = tmp_path / ".env"
+    env.write_text("SORA_SHARD_COUNT=4\nSORA_SHARD_IDS=3, 1\nSORA_DISCORD_GLOBAL_RATE=\n", encoding="utf-8")
+    settings = load_settings(env)
+    assert (settings.shard_count, settings.shard_ids) == (4, [1, 3])
+    assert settings.discord_global_rate == 25  # 50 × 2 of 4 shards
+    guild_on = {shard: ((1000 + shard) << 22) | 12345 for shard in range(4)}  # (id >> 22) % 4 == shard
+    assert [settings.owns_guild(guild_on[shard]) for shard in range(4)] == [False, True, False, True]
+    assert not settings.owns_guild(None)  # DMs go to shard 0
+
+    every = load_settings(None, sora_shard_count="3", sora_discord_global_rate="12.5", sora_identify_interval="0")
+    assert every.shard_ids == [0, 1, 2] and every.discord_global_rate == 12.5 and every.sora_identify_interval == 0
+
+
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        ({"sora_shard_ids": "0"}, "SORA_SHARD_IDS: needs SORA_SHARD_COUNT"),
+        ({"sora_shard_count": 2, "sora_shard_ids": "0,2"}, "SORA_SHARD_IDS: shard 2 is not one of 0..1"),
+        ({"sora_shard_count": 2, "sora_shard_ids": "1,1"}, "SORA_SHARD_IDS: lists a shard twice"),
+        ({"sora_shard_count": 2, "sora_shard_ids": "one"}, "SORA_SHARD_IDS"),
+        ({"sora_shard_count": 0}, "SORA_SHARD_COUNT:"),
+        ({"sora_identify_interval": -1}, "SORA_IDENTIFY_INTERVAL:"),
+        ({"sora_discord_global_rate": 0}, "SORA_DISCORD_GLOBAL_RATE:"),
+    ],
+)
+def test_bad_shard_settings_name_the_setting(overrides: dict, expected: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        load_settings(None, **{**UPSTREAM, **overrides})
+    assert str(caught.value).startswith(expected)
+    assert "\n" not in str(caught.value)

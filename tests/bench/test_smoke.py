@@ -21,6 +21,8 @@ BENCHES = {
                         "loop_lag_p99_ms", "rss_per_job_kib"],
     "delivery": ["delivery_rss_growth_mib_attach", "delivery_rss_growth_mib_link", "bot_overhead_ms"],
     "startup": ["startup_s"],
+    "scale": ["jobs", "delivered", "delivered_twice", "capacity_ratio", "takeover_p95_s", "http_429_outside_takeover",
+              "quota_reservations_per_s_postgres", "quota_p99_ms_postgres", "quota_p99_ms_sqlite"],
     "scheduler_memory": ["tracemalloc_growth_after_expiry_kib", "bytes_per_interaction_after_expiry",
                          "windows_after_expiry", "rss_growth_after_expiry_mib"],
 }  # fmt: skip

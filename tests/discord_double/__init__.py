@@ -12,7 +12,7 @@ Self-contained (aiohttp, jsonschema): it knows nothing of the bot under test, so
 
 from .clock import AdvanceableClock, Clock, ManualClock
 from .double import DEFAULT_TOKEN, DiscordDouble, InteractionHandle, Upload
-from .gateway import Frame, GatewaySession
+from .gateway import Frame, GatewaySession, Identify
 from .latency import Delay
 from .models import (
     FILESIZE_BY_TIER,
@@ -34,7 +34,7 @@ from .models import (
 from .permissions import ALL_PERMISSIONS, DEFAULT_EVERYONE, Overwrite, Permission
 from .rest import RecordedRequest, UploadedFile
 from .spec import OpenAPISpec
-from .state import NONCE_WINDOW, Intents
+from .state import NONCE_WINDOW, Intents, shard_of
 
 __all__ = [
     "ALL_PERMISSIONS",
@@ -54,6 +54,7 @@ __all__ = [
     "Frame",
     "GatewaySession",
     "Guild",
+    "Identify",
     "Intents",
     "Interaction",
     "InteractionHandle",
@@ -71,4 +72,5 @@ __all__ = [
     "Upload",
     "UploadedFile",
     "User",
+    "shard_of",
 ]

@@ -3,7 +3,8 @@
 Beyond building the world and acting as members, a test can inject Discord's bad minutes: `inject_rate_limit`,
 `inject_error`, and `delay(route, seconds, after_commit=)`, which holds requests before the double applies them
 or after it applied them but before it answers (`await delay.wait_held()` marks the window). Message creates
-honour `enforce_nonce` (`deduplicated_requests` counts the hits); see README.md.
+honour `enforce_nonce` (`deduplicated_requests` counts the hits). Sessions that IDENTIFY with a shard receive only
+their shard's guilds, and IDENTIFYs are checked against max_concurrency; see README.md.
 """
 
 # The waiting helpers take `timeout=` on purpose: they poll the double's state, and a test reads best as
@@ -23,7 +24,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from .clock import Clock, ManualClock
-from .gateway import Frame, Gateway, GatewaySession
+from .gateway import IDENTIFY_SPACING, Frame, Gateway, GatewaySession, Identify
 from .latency import Delay
 from .models import (
     Attachment,
@@ -184,6 +185,9 @@ class DiscordDouble:
         bot_name: str = "Sora",
         spec: OpenAPISpec | bool | None = True,
         host: str = "127.0.0.1",
+        shards: int = 1,
+        max_concurrency: int = 1,
+        identify_spacing: float = IDENTIFY_SPACING,
     ) -> None:
         self.clock: Clock = clock or ManualClock()
         self.token = token
@@ -193,6 +197,9 @@ class DiscordDouble:
         self.limiter = RateLimiter(self.clock)
         self.gateway = Gateway(self.world, resume_url=lambda: self.resume_gateway_url, notify=self._notify)
         self.gateway.token = token
+        self.gateway.max_concurrency = max_concurrency
+        self.gateway.identify_spacing = identify_spacing
+        self.recommended_shards = shards  # the `shards` of `GET /gateway/bot`
         self.rest = RestApi(self, self.limiter, self.spec)
         self.requests: list[RecordedRequest] = []
         self.cdn_requests: list[str] = []
@@ -278,6 +285,52 @@ class DiscordDouble:
         else:
             self.world.app_flags &= ~AppFlags.GATEWAY_MESSAGE_CONTENT
 
+    # --- sharding and identify limits ----------------------------------------------------------------------------
+
+    @property
+    def max_concurrency(self) -> int:
+        """`session_start_limit.max_concurrency`: IDENTIFY buckets (`shard_id % max_concurrency`) per spacing."""
+        return self.gateway.max_concurrency
+
+    @max_concurrency.setter
+    def max_concurrency(self, value: int) -> None:
+        if value < 1:
+            raise ValueError("max_concurrency is at least 1")
+        self.gateway.max_concurrency = value
+
+    @property
+    def identify_spacing(self) -> float:
+        """Seconds (on the double's clock) two IDENTIFYs of one bucket must be apart; Discord's is 5."""
+        return self.gateway.identify_spacing
+
+    @identify_spacing.setter
+    def identify_spacing(self, value: float) -> None:
+        self.gateway.identify_spacing = value
+
+    @property
+    def enforce_identify_spacing(self) -> bool:
+        """Off: a too-early IDENTIFY is only recorded (`identify_violations`). On: answered with op 9 Invalid
+        Session (not resumable), as Discord does, and the client must IDENTIFY again later."""
+        return self.gateway.enforce_identify_spacing
+
+    @enforce_identify_spacing.setter
+    def enforce_identify_spacing(self, value: bool) -> None:
+        self.gateway.enforce_identify_spacing = value
+
+    @property
+    def identifies(self) -> list[Identify]:
+        """Every IDENTIFY received, oldest first: shard, bucket, when, the gap to the bucket's previous one."""
+        return list(self.gateway.identifies)
+
+    @property
+    def identify_violations(self) -> list[Identify]:
+        """IDENTIFYs that came less than `identify_spacing` after the previous accepted one of their bucket."""
+        return self.gateway.identify_violations
+
+    def shard_sessions(self, shard_id: int) -> list[GatewaySession]:
+        """Live sessions identified as shard `shard_id` (sessions without a shard count as shard 0 of 1)."""
+        return [s for s in self.gateway.live_sessions() if s.shard_id == shard_id]
+
     # --- world factories -----------------------------------------------------------------------------------------
 
     def add_user(self, name: str, *, bot: bool = False) -> User:
@@ -292,8 +345,10 @@ class DiscordDouble:
         bot_permissions: int | None = None,
         channels: Iterable[str] = ("general",),
         preferred_locale: str = "en-US",
+        shard: tuple[int, int] | None = None,
     ) -> Guild:
-        """A guild with the bot in it; announced with GUILD_CREATE when the bot is connected."""
+        """A guild with the bot in it; announced with GUILD_CREATE when the bot is connected. `shard=(i, n)` gives
+        it an id that shard i of n owns (`(guild_id >> 22) % n == i`)."""
         return self.world.add_guild(
             name,
             premium_tier=premium_tier,
@@ -301,6 +356,7 @@ class DiscordDouble:
             bot_permissions=bot_permissions,
             channels=channels,
             preferred_locale=preferred_locale,
+            shard=shard,
         )
 
     def add_role(self, guild: Guild, name: str, permissions: int = 0) -> Role:
@@ -852,12 +908,19 @@ class DiscordDouble:
     async def drop_connections(self, code: int = 4000) -> int:
         return await self.gateway.drop(code)
 
-    async def wait_until_ready(self, timeout: float = 5.0) -> GatewaySession:
-        """Wait for an identified, connected session (READY sent)."""
+    async def wait_until_ready(self, timeout: float = 5.0, *, shard: int | None = None) -> GatewaySession:
+        """Wait for an identified, connected session (READY sent), of shard `shard` if given."""
         return await self.wait_for(
-            lambda: next((s for s in self.gateway.live_sessions() if s.ready and s.connected), None),
+            lambda: next(
+                (
+                    s
+                    for s in self.gateway.live_sessions()
+                    if s.ready and s.connected and (shard is None or s.shard_id == shard)
+                ),
+                None,
+            ),
             timeout,
-            what="a READY gateway session",
+            what="a READY gateway session" + (f" of shard {shard}" if shard is not None else ""),
         )
 
     # --- waiting ------------------------------------------------------------------------------------------------

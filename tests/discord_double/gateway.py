@@ -2,6 +2,12 @@
 
 Each identified session keeps every dispatch it was sent (with its sequence number), so a RESUME replays what
 the client missed whatever happened to the socket in between.
+
+Sharding as Discord does it: an IDENTIFY with `shard: [i, n]` makes a session of shard i, which receives only the
+events of guilds with `(guild_id >> 22) % n == i` (DMs: shard 0); without `shard` a session receives everything.
+Every IDENTIFY is recorded (`identifies`) with its max-concurrency bucket (`i % max_concurrency`); one that comes
+less than `identify_spacing` seconds (on the double's clock) after the previous one of its bucket is a violation,
+answered like Discord (op 9 Invalid Session, not resumable) when `enforce_identify_spacing` is on.
 """
 
 from __future__ import annotations
@@ -17,11 +23,14 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from .state import AppFlags, Intents, PayloadBuilder, World
+from .state import AppFlags, Intents, PayloadBuilder, World, shard_of
 
 log = logging.getLogger(__name__)
 
 HEARTBEAT_INTERVAL_MS = 41_250
+IDENTIFY_SPACING = 5.0  # Discord: max_concurrency IDENTIFYs (one per bucket) per 5 seconds
+SESSION_START_TOTAL = 1000  # IDENTIFYs per day
+SESSION_START_RESET_MS = 86_400_000
 
 
 class Op:
@@ -48,6 +57,23 @@ class Frame:
     s: int | None
     at: float
     data: Any = None
+
+
+@dataclass
+class Identify:
+    """One IDENTIFY the double received (`double.identifies`); `at` is on the double's clock (monotonic)."""
+
+    shard: tuple[int, int]
+    bucket: int
+    at: float
+    gap: float | None  # seconds since the previous accepted IDENTIFY of the same bucket (None: the first)
+    too_soon: bool  # closer than `identify_spacing` to that one
+    refused: bool = False  # answered with op 9 because `enforce_identify_spacing` is on
+    session_id: str | None = None
+
+    @property
+    def shard_id(self) -> int:
+        return self.shard[0]
 
 
 @dataclass(eq=False)
@@ -84,6 +110,18 @@ class GatewaySession:
     def connected(self) -> bool:
         return self.connection is not None
 
+    @property
+    def shard_id(self) -> int:
+        return self.shard[0]
+
+    @property
+    def shard_count(self) -> int:
+        return self.shard[1]
+
+    def receives(self, guild_id: int | None) -> bool:
+        """Whether this session is sent the events of `guild_id` (None: DMs and other events of no guild)."""
+        return shard_of(guild_id, self.shard_count) == self.shard_id
+
 
 class Gateway:
     def __init__(self, world: World, *, resume_url: Callable[[], str], notify: Callable[[], None]) -> None:
@@ -96,6 +134,12 @@ class Gateway:
         self.connections: list[Connection] = []
         self.log: list[Frame] = []
         self.close_codes: list[int | None] = []
+        self.max_concurrency = 1
+        self.identify_spacing = IDENTIFY_SPACING
+        self.enforce_identify_spacing = False
+        self.session_start_total = SESSION_START_TOTAL
+        self.identifies: list[Identify] = []
+        self._last_identify: dict[int, float] = {}  # bucket → when its last accepted IDENTIFY came
         self._handlers: set[asyncio.Task[Any]] = set()
         world.dispatcher = self.dispatch
 
@@ -104,8 +148,10 @@ class Gateway:
     def live_sessions(self) -> list[GatewaySession]:
         return [s for s in self.sessions.values() if not s.invalidated]
 
-    def dispatch(self, event: str, build: PayloadBuilder) -> None:
+    def dispatch(self, event: str, build: PayloadBuilder, guild_id: int | None) -> None:
         for session in self.live_sessions():
+            if not session.receives(guild_id):
+                continue
             data = build(session.intents)
             if data is None:
                 continue
@@ -124,6 +170,35 @@ class Gateway:
             Frame("out", payload["op"], payload.get("t"), payload.get("s"), self.world.now(), payload.get("d"))
         )
         connection.send(payload)
+
+    # --- identify limits ----------------------------------------------------------------------------------
+
+    @property
+    def identify_violations(self) -> list[Identify]:
+        return [record for record in self.identifies if record.too_soon]
+
+    def session_start_limit(self) -> dict[str, int]:
+        """`session_start_limit` of `GET /gateway/bot`: what is left of the day's IDENTIFYs, and max_concurrency."""
+        started = sum(1 for record in self.identifies if not record.refused)
+        return {
+            "total": self.session_start_total,
+            "remaining": max(0, self.session_start_total - started),
+            "reset_after": SESSION_START_RESET_MS,
+            "max_concurrency": self.max_concurrency,
+        }
+
+    def _record_identify(self, shard: tuple[int, int]) -> Identify:
+        bucket = shard[0] % max(1, self.max_concurrency)
+        now = self.world.clock.monotonic()
+        last = self._last_identify.get(bucket)
+        gap = None if last is None else now - last
+        record = Identify(shard, bucket, now, gap, too_soon=gap is not None and gap < self.identify_spacing)
+        self.identifies.append(record)
+        if record.too_soon and self.enforce_identify_spacing:
+            record.refused = True
+        else:
+            self._last_identify[bucket] = now
+        return record
 
     # --- control (test API) -------------------------------------------------------------------------------
 
@@ -265,18 +340,28 @@ class Gateway:
         if intents & Intents.PRIVILEGED & ~enabled:
             await connection.close(4014, message=b"Disallowed intent(s).")
             return
-        session = GatewaySession(id=secrets.token_hex(16), intents=intents, shard=list(data.get("shard") or [0, 1]))
+        shard = _shard(data["shard"]) if data.get("shard") is not None else (0, 1)
+        if shard is None:
+            await connection.close(4010, message=b"Invalid shard.")
+            return
+        record = self._record_identify(shard)
+        if record.refused:
+            self._send(connection, {"op": Op.INVALID_SESSION, "d": False})
+            return
+        session = GatewaySession(id=secrets.token_hex(16), intents=intents, shard=list(shard))
+        record.session_id = session.id
         self.sessions[session.id] = session
         session.connection = connection
         connection.session = session
         world = self.world
+        guilds = [guild for guild in world.guilds.values() if session.receives(guild.id)]
         self._emit(
             session,
             "READY",
             {
                 "v": 10,
                 "user": {**world.bot_user.to_payload(), "verified": True, "mfa_enabled": False, "flags": 0},
-                "guilds": [{"id": str(g.id), "unavailable": True} for g in world.guilds.values()],
+                "guilds": [{"id": str(g.id), "unavailable": True} for g in guilds],
                 "session_id": session.id,
                 "session_type": "normal",
                 "resume_gateway_url": self.resume_url(),
@@ -290,7 +375,7 @@ class Gateway:
             },
         )
         if intents & Intents.GUILDS:
-            for guild in world.guilds.values():
+            for guild in guilds:
                 self._emit(session, "GUILD_CREATE", world.guild_create_payload(guild))
         session.ready = True
 
@@ -316,7 +401,7 @@ class Gateway:
     def _members_chunk(self, connection: Connection, data: dict[str, Any]) -> None:
         session = connection.session
         guild = self.world.guilds.get(int(data.get("guild_id") or 0))
-        if session is None or guild is None:
+        if session is None or guild is None or not session.receives(guild.id):
             return
         members = list(guild.members.values())
         wanted = data.get("user_ids")
@@ -336,4 +421,14 @@ class Gateway:
         )
 
 
-__all__ = ["Connection", "Frame", "Gateway", "GatewaySession", "Op"]
+def _shard(value: Any) -> tuple[int, int] | None:
+    """`[shard_id, shard_count]` from an IDENTIFY, if Discord would accept it."""
+    if not isinstance(value, list | tuple) or len(value) != 2:
+        return None
+    if not all(isinstance(part, int) and not isinstance(part, bool) for part in value):
+        return None
+    shard_id, shard_count = value
+    return (shard_id, shard_count) if 0 <= shard_id < shard_count else None
+
+
+__all__ = ["Connection", "Frame", "Gateway", "GatewaySession", "Identify", "Op"]

@@ -95,8 +95,8 @@ class AppRoutes(Handlers):
     async def get_gateway_bot(self, ctx: Ctx) -> tuple[int, Any]:
         return 200, {
             "url": self.double.gateway_url.rstrip("/"),
-            "shards": 1,
-            "session_start_limit": {"total": 1000, "remaining": 999, "reset_after": 86_400_000, "max_concurrency": 1},
+            "shards": self.double.recommended_shards,
+            "session_start_limit": self.double.gateway.session_start_limit(),
         }
 
     async def get_me(self, ctx: Ctx) -> tuple[int, Any]:
