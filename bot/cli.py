@@ -1,4 +1,5 @@
-"""`sora-bot`: run the bot, generate a video from the terminal, check the configuration, run the fake gateway."""
+"""`sora-bot`: run the bot, generate a video from the terminal, check the configuration, run the fake gateway, copy
+or migrate the database."""
 
 from __future__ import annotations
 
@@ -18,13 +19,14 @@ import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeElapsedColumn
 from rich.text import Text
 
-from bot.config import ConfigError, Settings, load_settings, orientation_of
+from bot.config import ConfigError, Settings, database_password, load_settings, orientation_of
 from bot.log import RedactingFilter, connection_problem, setup_logging
 from bot.upstream import make_client, make_session, options_from_settings
 from bot.upstream.base import fetch_image
@@ -44,6 +46,8 @@ from bot.upstream.types import (
 )
 from bot.upstream.types import Progress as ProgressEvent
 from bot.upstream.urlpolicy import UrlPolicy
+from storage import CopyReport, StorageError, TableCopy, copy_database, migrate_database
+from storage.postgres import display_url
 
 log = logging.getLogger(__name__)
 stderr = Console(stderr=True, highlight=False)
@@ -94,6 +98,16 @@ def port_number(value: str) -> int:
     return port
 
 
+def positive_int(value: str) -> int:
+    try:
+        number = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a whole number") from None
+    if number < 1:
+        raise argparse.ArgumentTypeError(f"{number} is not at least 1")
+    return number
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="sora-bot", description="Discord bot that turns prompts into videos.")
     parser.add_argument("--env-file", default=".env", help="settings file to read (default: .env)")
@@ -124,6 +138,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     invite = commands.add_parser("invite", help="print the OAuth2 URL that invites the bot")
     invite.add_argument("--client-id", type=int, help="application id (default: read from Discord with the token)")
+
+    database = commands.add_parser("db", help="copy or migrate the database")
+    database_commands = database.add_subparsers(dest="db_command", required=True, metavar="DB_COMMAND")
+    copy_parser = database_commands.add_parser(
+        "copy",
+        help="copy every row into an empty database (SQLite or PostgreSQL, either way) and verify it",
+        description="FROM and TO are sqlite:///relative/path, sqlite:////absolute/path, a plain file path, or "
+        "postgresql://user@host:port/db. TO must be empty; both are migrated to the latest schema first.",
+    )
+    copy_parser.add_argument("source", metavar="FROM", help="the database to copy")
+    copy_parser.add_argument("target", metavar="TO", help="the empty database to copy into")
+    copy_parser.add_argument("--batch", type=positive_int, default=1000, help="rows per read and write (default: 1000)")
+    migrate_parser = database_commands.add_parser("migrate", help="bring a database to the latest schema")
+    migrate_parser.add_argument(
+        "url", metavar="URL", nargs="?", help="the database (default: SORA_DATABASE_URL, else SORA_DB_PATH)"
+    )
     return parser
 
 
@@ -147,6 +177,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(check(settings))
         if args.command == "invite":
             return asyncio.run(invite(settings, args))
+        if args.command == "db":
+            return asyncio.run(db_command(settings, args))
     except ConfigError as exc:
         report.line(str(exc), label="config error:", style="red")
         return 2
@@ -439,6 +471,61 @@ async def application_id(settings: Settings) -> int:
         return int(body["id"])
     except (KeyError, TypeError, ValueError):
         raise CliError("Discord's answer carried no application id; pass --client-id instead") from None
+
+
+# --- db ----------------------------------------------------------------------------------------------------
+
+
+def url_passwords(*urls: str) -> list[str]:
+    found: list[str] = []
+    for url in urls:
+        with contextlib.suppress(ValueError):
+            found.append(urlsplit(url).password or "")
+        found.append(database_password(url) or "")
+    return [password for password in found if password]
+
+
+async def db_command(settings: Settings, args: argparse.Namespace) -> int:
+    urls = [args.source, args.target] if args.db_command == "copy" else [args.url or settings.database_url]
+    report.use_secrets([*settings.secrets(), *url_passwords(*urls)])
+    try:
+        if args.db_command == "copy":
+            return await copy_command(args.source, args.target, args.batch)
+        return await migrate_command(urls[0])
+    except StorageError as exc:
+        raise CliError(str(exc)) from None
+
+
+async def copy_command(source: str, target: str, batch: int) -> int:
+    started = False
+
+    def copied(table: TableCopy) -> None:
+        nonlocal started
+        if not started:  # only once the target was found empty: a refusal stays one line
+            report.line(f"copying {display_url(source)} to {display_url(target)}")
+            started = True
+        report.line(f"  {table.name}: {table.rows:,} row{'' if table.rows == 1 else 's'}")
+
+    result = await copy_database(source, target, batch=batch, progress=copied)
+    report.line(copy_summary(result))
+    return 0
+
+
+def copy_summary(result: CopyReport) -> str:
+    ledger = ", ".join(f"{s.state} {s.count:,} ({s.credits:,} credits)" for s in result.ledger) or "empty"
+    return (
+        f"verified: {len(result.tables)} tables, {result.total_rows:,} rows, row counts and checksums equal; "
+        f"ledger {ledger}; {result.seconds:.1f} s"
+    )
+
+
+async def migrate_command(url: str) -> int:
+    result = await migrate_database(url)
+    if result.migrated:
+        report.line(f"migrated {result.database} from version {result.before} to {result.after}")
+    else:
+        report.line(f"{result.database} already at version {result.after}")
+    return 0
 
 
 # --- fake upstream -----------------------------------------------------------------------------------------

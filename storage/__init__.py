@@ -8,6 +8,7 @@ rules, bans, channels), `usage` (reports).
 
 from storage._core import NotFound, StorageError
 from storage.coordination import SlotTurn
+from storage.copy import CopyReport, LedgerSum, MigrationReport, TableCopy, copy_database, migrate_database
 from storage.database import Database
 from storage.generations import (
     INTERACTION_TOKEN_TTL,
@@ -46,6 +47,7 @@ __all__ = [
     "RESTART",
     "Ban",
     "CancelOutcome",
+    "CopyReport",
     "Database",
     "DeliveryStart",
     "DenyReason",
@@ -57,8 +59,10 @@ __all__ = [
     "LeaseGrant",
     "LeaseLost",
     "LedgerState",
+    "LedgerSum",
     "LimitSource",
     "MemberUsage",
+    "MigrationReport",
     "ModelUsage",
     "NewGeneration",
     "NotFound",
@@ -72,8 +76,11 @@ __all__ = [
     "SlotTurn",
     "StorageError",
     "StraySettlement",
+    "TableCopy",
     "UsageReport",
+    "copy_database",
     "latest_version",
+    "migrate_database",
     "next_daily_reset",
     "period_start",
 ]

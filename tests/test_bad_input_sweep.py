@@ -120,9 +120,15 @@ class Sweep:
         """A finished video of `user` (default: the member) to reply to or press buttons on."""
         before = {m.id for m in self.results()}
         await self.slash(user=user, prompt=f"a paper boat on a river {QUICK}")
-        return await self.double.wait_for(
+        message: Message = await self.double.wait_for(
             lambda: next((m for m in self.results() if m.id not in before), None), 15, what="a result message"
         )
+        # The bot records the result message right after posting it: wait for that, as a member's reply would.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 10
+        while await self.db.generation_by_result_message(message.id) is None and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        return message
 
     def results(self) -> list[Message]:
         return [m for m in self.bot_messages() if any(c.startswith("sora:remix:") for c in m.custom_ids())]

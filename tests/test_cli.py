@@ -6,6 +6,7 @@ import asyncio
 import base64
 import json
 import os
+import secrets
 import socket
 import subprocess
 import sys
@@ -14,9 +15,14 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from aiohttp import web
+
+from storage import Database, latest_version
+from tests.fixtures.storage import create_database, drop_database, run_sync
+from tests.storage.helpers import BOB, GUILD, reserve
 
 SORA_BOT = Path(sys.executable).with_name("sora-bot")
 API_KEY = "sk-cli-test-5f2b9c0d"
@@ -478,3 +484,121 @@ def test_fake_upstream_on_a_busy_port_fails_with_one_line(tmp_path: Path) -> Non
     assert result.returncode == 1
     [line] = error_lines(result.stderr)
     assert line == f"error: cannot listen on 127.0.0.1:{port}: Address already in use (pick another --port or --host)"
+
+
+# --- db copy, db migrate ---------------------------------------------------------------------------------------
+
+DB_PASSWORD = "s3cret-db-pw"  # the test server trusts every local login: the password is only there to be hidden
+
+
+@pytest.fixture
+def scratch_pg(postgres_server: str) -> Iterator[str]:
+    """An empty PostgreSQL database, named in a URL that carries a password."""
+    name = f"sora_cli_{os.getpid()}_{secrets.token_hex(4)}"
+    url = run_sync(create_database(postgres_server, name))
+    parts = urlsplit(url)
+    netloc = f"{parts.username}:{DB_PASSWORD}@{parts.hostname}:{parts.port}"
+    try:
+        yield urlunsplit(parts._replace(netloc=netloc))
+    finally:
+        run_sync(drop_database(postgres_server, name))
+
+
+def shown(url: str) -> str:
+    return url.replace(f":{DB_PASSWORD}@", ":***@")
+
+
+def sqlite_with_jobs(path: Path) -> Path:
+    async def fill() -> None:
+        async with Database.open(path) as db:
+            first = await reserve(db)
+            await reserve(db, user_id=BOB, parent_id=first.generation_id, cost=3)
+            await db.ban_member(GUILD, 4242, reason="spam", banned_by=BOB)
+
+    run_sync(fill())
+    return path
+
+
+def test_db_copy_prints_each_table_and_the_verification(scratch_pg: str, tmp_path: Path) -> None:
+    source = sqlite_with_jobs(tmp_path / "source.sqlite3")
+
+    result = run_cli(tmp_path, "db", "copy", str(source), scratch_pg, base_url=unreachable_url())
+
+    assert result.returncode == 0, result.stderr
+    lines = error_lines(result.stderr)
+    assert lines[0] == f"copying {source} to {shown(scratch_pg)}"
+    assert "  generations: 2 rows" in lines and "  ledger: 2 rows" in lines and "  bans: 1 row" in lines
+    assert len(lines) == 1 + 9 + 1
+    assert lines[-1].startswith(
+        "verified: 9 tables, 5 rows, row counts and checksums equal; ledger reserved 2 (4 credits)"
+    )
+    assert DB_PASSWORD not in result.stdout + result.stderr
+    assert result.stdout == ""
+
+
+def test_db_copy_into_a_non_empty_database_fails_with_one_line(scratch_pg: str, tmp_path: Path) -> None:
+    source = sqlite_with_jobs(tmp_path / "source.sqlite3")
+    assert run_cli(tmp_path, "db", "copy", str(source), scratch_pg, base_url=unreachable_url()).returncode == 0
+
+    result = run_cli(tmp_path, "db", "copy", str(source), scratch_pg, base_url=unreachable_url())
+
+    assert result.returncode == 1
+    [line] = error_lines(result.stderr)
+    assert line == f"error: TO {shown(scratch_pg)} is not empty: table bans has 1 row; copy into an empty database"
+    assert DB_PASSWORD not in result.stdout + result.stderr
+
+
+def test_db_copy_from_a_missing_file_fails_with_one_line(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "db", "copy", "missing.sqlite3", "target.sqlite3", base_url=unreachable_url())
+
+    assert result.returncode == 1
+    [line] = error_lines(result.stderr)
+    assert line == "error: FROM: there is no database file at missing.sqlite3"
+    assert not (tmp_path / "missing.sqlite3").exists() and not (tmp_path / "target.sqlite3").exists()
+
+
+def test_db_copy_rejects_a_batch_of_zero(tmp_path: Path) -> None:
+    result = run_cli(tmp_path, "db", "copy", "a", "b", "--batch", "0", base_url=unreachable_url())
+    assert result.returncode == 2 and "--batch: 0 is not at least 1" in result.stderr
+
+
+def test_db_migrate_a_fresh_postgresql_database(scratch_pg: str, tmp_path: Path) -> None:
+    first = run_cli(tmp_path, "db", "migrate", scratch_pg, base_url=unreachable_url())
+    again = run_cli(tmp_path, "db", "migrate", scratch_pg, base_url=unreachable_url())
+
+    assert first.returncode == 0, first.stderr
+    assert error_lines(first.stderr) == [f"migrated {shown(scratch_pg)} from version 0 to {latest_version()}"]
+    assert again.returncode == 0, again.stderr
+    assert error_lines(again.stderr) == [f"{shown(scratch_pg)} already at version {latest_version()}"]
+    assert DB_PASSWORD not in first.stderr + again.stderr
+
+
+def test_db_migrate_a_sqlite_file(tmp_path: Path) -> None:
+    path = tmp_path / "by-hand.sqlite3"
+
+    result = run_cli(tmp_path, "db", "migrate", f"sqlite:///{path}", base_url=unreachable_url())
+
+    assert result.returncode == 0, result.stderr
+    assert error_lines(result.stderr) == [f"migrated {path} from version 0 to {latest_version()}"]
+    assert path.is_file()
+
+
+def test_db_migrate_defaults_to_the_configured_database(scratch_pg: str, tmp_path: Path) -> None:
+    by_path = run_cli(tmp_path, "db", "migrate", base_url=unreachable_url(), SORA_DB_PATH="configured.sqlite3")
+    by_url = run_cli(tmp_path, "db", "migrate", base_url=unreachable_url(), SORA_DATABASE_URL=scratch_pg)
+
+    assert error_lines(by_path.stderr) == [f"migrated configured.sqlite3 from version 0 to {latest_version()}"]
+    assert (tmp_path / "configured.sqlite3").is_file()
+    assert error_lines(by_url.stderr) == [f"migrated {shown(scratch_pg)} from version 0 to {latest_version()}"]
+    assert DB_PASSWORD not in by_url.stderr
+
+
+def test_db_migrate_an_unreachable_server_fails_with_one_line(tmp_path: Path) -> None:
+    url = f"postgresql://bot:{DB_PASSWORD}@127.0.0.1:{free_port()}/sora"
+
+    result = run_cli(tmp_path, "db", "migrate", url, base_url=unreachable_url())
+
+    assert result.returncode == 1
+    [line] = error_lines(result.stderr)
+    assert line.startswith("error: ") and "can't connect to postgresql://bot:***@127.0.0.1" in line
+    assert DB_PASSWORD not in result.stderr
