@@ -21,7 +21,8 @@ import pytest
 
 from bot.client import INITIAL_EXTENSIONS, SoraBot
 from bot.fake_upstream import FakeUpstream
-from storage import Database
+from storage import Database, GenerationStatus
+from tests.bot.flow import until
 from tests.discord_double import (
     Channel,
     DiscordDouble,
@@ -290,9 +291,22 @@ async def reroll_by_other_member(s: Sweep) -> str:
     return await s.answer_of(await s.double.click(video, custom_id, user=s.other))
 
 
+async def reached_the_gateway(s: Sweep, progress: Message) -> None:
+    """Wait until the job behind a progress message was sent upstream (before that, a restart simply runs it)."""
+    custom_id = next(c for c in progress.custom_ids() if c.startswith("sora:cancel:"))
+    generation_id = int(custom_id.rsplit(":", 1)[1])
+
+    async def running() -> bool:
+        generation = await s.db.get_generation(generation_id)
+        return generation is not None and generation.status is GenerationStatus.RUNNING
+
+    await until(running, timeout=15, what="the job to reach the gateway")
+
+
 async def cancel_from_before_restart(s: Sweep) -> str:
     handle = await s.slash(prompt="a long voyage fake:steps=200 fake:interval=0.05")
     progress = await handle.wait_original(lambda m: "sora:cancel:" in str(m.components))
+    await reached_the_gateway(s, progress)
     await s.harness.restart()  # the chat stream can't be resumed: refunded and told
     await s.settle()
     custom_id = next((c for c in progress.custom_ids() if c.startswith("sora:cancel:")), None)
@@ -327,6 +341,7 @@ async def cancel_of_forgotten_generation(s: Sweep) -> str:
     handle = await s.slash(prompt="a long voyage fake:steps=200 fake:interval=0.05")
     progress = await handle.wait_original(lambda m: "sora:cancel:" in str(m.components))
     custom_id = next(c for c in progress.custom_ids() if c.startswith("sora:cancel:"))
+    await reached_the_gateway(s, progress)
     await s.harness.restart()
     await s.settle()
     await forget_generation(s, custom_id)
