@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from storage._core import LOCK_GATEWAY_SLOTS, LOCK_IDENTIFY, Core, execute, fetchall, fetchone
 from storage.generations import _UNFINISHED, Lease
 
+IDENTIFY_MARGIN = 0.1  # seconds
+
 
 @dataclass(frozen=True, slots=True)
 class SlotTurn:
@@ -115,8 +117,10 @@ class CoordinationMixin(Core):
                 await conn.lock(LOCK_IDENTIFY, bucket)
                 now = self._now()
                 row = await fetchone(conn, "SELECT last_at FROM identify_turns WHERE bucket = ?", (bucket,))
-                wait = 0.0 if row is None else float(row["last_at"]) + interval - now
-                if wait <= 0 or wait > interval:  # (later than one interval ahead: another machine's clock)
+                # A margin beyond the interval: the previous identify left a moment after its turn was taken.
+                spacing = interval + IDENTIFY_MARGIN if interval > 0 else 0.0
+                wait = 0.0 if row is None else float(row["last_at"]) + spacing - now
+                if wait <= 0 or wait > spacing:  # (later than one interval ahead: another machine's clock)
                     await execute(
                         conn,
                         "INSERT INTO identify_turns (bucket, last_at) VALUES (?, ?) "
@@ -124,7 +128,7 @@ class CoordinationMixin(Core):
                         (bucket, now),
                     )
                     return
-            await asyncio.sleep(min(wait, interval))
+            await asyncio.sleep(min(wait, spacing))
 
 
 __all__ = ["CoordinationMixin", "SlotTurn"]
